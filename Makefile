@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSTEM_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+.PHONY: demo test lint typecheck pytest pytest-system bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,nats]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m examples.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check cqrs tests examples benchmarks alembic
+	$(BIN)/ruff format --check cqrs tests examples benchmarks alembic
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict cqrs
+
+# The suite runs on the embedded PostgreSQL 16 (pgserver), then again on the
+# system PostgreSQL when one answers on 127.0.0.1:5432.
+pytest: $(STAMP)
+	env -u CQRS_DATABASE_URL $(BIN)/pytest -q
+
+pytest-system: $(STAMP)
+	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('host=127.0.0.1 port=5432 user=postgres dbname=postgres', connect_timeout=3).close()" 2>/dev/null; then \
+		echo "== system PostgreSQL on 127.0.0.1:5432 =="; \
+		CQRS_DATABASE_URL=$(SYSTEM_PG_URL) $(BIN)/pytest -q; \
+	else echo "== no PostgreSQL on 127.0.0.1:5432: system run skipped =="; fi
+
+test: lint typecheck pytest pytest-system
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .cqrs .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Public: see the modules of this package."""

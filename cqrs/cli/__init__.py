@@ -1,0 +1,1 @@
+"""Public: the ``cqrs`` command line: a thin shell over plain, typed functions."""

@@ -1,0 +1,74 @@
+"""Internal: what every CLI command shares: the database option, output, progress."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO, TypeVar
+
+from sqlalchemy import Engine, create_engine
+
+from cqrs.config import Settings
+
+T = TypeVar("T")
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """``--database-url`` (else ``CQRS_DATABASE_URL``) and ``--json``."""
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL URL (default: $CQRS_DATABASE_URL)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if getattr(args, "database_url", None):
+        settings = Settings(
+            database_url=args.database_url,
+            partitioning=settings.partitioning,
+            hash_partitions=settings.hash_partitions,
+            months_ahead=settings.months_ahead,
+            max_id_length=settings.max_id_length,
+            max_payload_bytes=settings.max_payload_bytes,
+            notify_channel=settings.notify_channel,
+        )
+    return settings
+
+
+def engine_from(args: argparse.Namespace) -> Engine:
+    from cqrs.errors import ConfigurationError
+
+    url = settings_from(args).database_url
+    if not url:
+        raise ConfigurationError("no database given; pass --database-url or set CQRS_DATABASE_URL")
+    return create_engine(url)
+
+
+def emit(args: argparse.Namespace, data: Any, human: str, out: TextIO = sys.stdout) -> None:
+    """Print ``data`` as JSON with ``--json``, else the ``human`` text."""
+    if getattr(args, "json", False):
+        out.write(json.dumps(data, default=str, indent=2) + "\n")
+    else:
+        out.write(human.rstrip("\n") + "\n")
+
+
+def progress(
+    items: Iterable[T], total: int | None, label: str, out: TextIO = sys.stderr
+) -> Iterator[T]:
+    """Yield ``items`` while drawing a one-line progress bar on a terminal."""
+    show = out.isatty()
+    for done, item in enumerate(items, start=1):
+        yield item
+        if show and (done % 50 == 0 or done == total):
+            if total:
+                filled = int(30 * done / total)
+                out.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
+            else:
+                out.write(f"\r{label} {done}")
+            out.flush()
+    if show:
+        out.write("\n")

@@ -1,0 +1,246 @@
+"""Public: every exception the toolkit raises on purpose.
+
+One tree, stable codes. Each code has a section in ``docs/errors.md`` that
+says what happened and what to do; ``str(exc)`` ends with that link::
+
+    CqrsError
+    ├── ConfigurationError            cqrs-config
+    ├── InvalidInput                  cqrs-input
+    │   ├── InvalidStreamId           cqrs-stream-id
+    │   └── PayloadTooLarge           cqrs-payload-size
+    ├── ConcurrencyError              cqrs-concurrency
+    ├── DuplicateEventError           cqrs-duplicate-event
+    ├── StreamNotFound                cqrs-stream-not-found
+    ├── StreamArchived                cqrs-stream-archived
+    ├── SerializationError            cqrs-serialization
+    │   └── UnknownEventType          cqrs-unknown-event-type
+    ├── EventRegistrationError        cqrs-event-registration
+    ├── PartitionMissing              cqrs-partition-missing
+    ├── AggregateError                cqrs-aggregate
+    │   └── UnhandledEvent            cqrs-unhandled-event
+    ├── CommandError                  cqrs-command
+    │   └── HandlerNotFound           cqrs-handler-not-found
+    └── ProjectionError               cqrs-projection
+        └── ReadModelTimeout          cqrs-read-timeout
+
+Example::
+
+    >>> from cqrs.errors import ConcurrencyError
+    >>> err = ConcurrencyError("order-1", expected=3, actual=4)
+    >>> (err.stream_id, err.expected, err.actual)
+    ('order-1', 3, 4)
+    >>> err.code
+    'cqrs-concurrency'
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+DOCS = "docs/errors.md"
+
+
+class CqrsError(Exception):
+    """Base of every toolkit error; ``code`` names its section in docs/errors.md."""
+
+    code: ClassVar[str] = "cqrs-error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message} (see {DOCS}#{self.code})"
+
+
+class ConfigurationError(CqrsError):
+    """Settings or wiring that cannot work (bad URL, unknown strategy, ...)."""
+
+    code = "cqrs-config"
+
+
+class InvalidInput(CqrsError):
+    """Input rejected before anything was written."""
+
+    code = "cqrs-input"
+
+
+class InvalidStreamId(InvalidInput):
+    """A stream id that is empty, too long or not a string."""
+
+    code = "cqrs-stream-id"
+
+    def __init__(self, stream_id: object, reason: str) -> None:
+        super().__init__(
+            f"invalid stream id {stream_id!r}: {reason}; "
+            "use a non-empty string within Settings.max_id_length"
+        )
+        self.stream_id = stream_id
+
+
+class PayloadTooLarge(InvalidInput):
+    """An event whose serialised payload exceeds ``Settings.max_payload_bytes``."""
+
+    code = "cqrs-payload-size"
+
+    def __init__(self, event_type: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"event {event_type!r} serialises to {size} bytes, over the limit of {limit}; "
+            "store large blobs elsewhere and put a reference in the event, "
+            "or raise Settings.max_payload_bytes"
+        )
+        self.event_type = event_type
+        self.size = size
+        self.limit = limit
+
+
+class ConcurrencyError(CqrsError):
+    """The stream's version was not the one the writer expected.
+
+    ``actual`` is ``None`` when the stream does not exist.
+    """
+
+    code = "cqrs-concurrency"
+
+    def __init__(self, stream_id: str, expected: object, actual: int | None) -> None:
+        shown = "no stream" if actual is None else f"version {actual}"
+        super().__init__(
+            f"stream {stream_id!r}: expected {expected}, found {shown}; "
+            "reload the stream and retry the command (CommandBus retries this for you)"
+        )
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class DuplicateEventError(CqrsError):
+    """Some, but not all, of the event ids in an append are already in the stream."""
+
+    code = "cqrs-duplicate-event"
+
+    def __init__(self, stream_id: str, event_ids: list[str]) -> None:
+        super().__init__(
+            f"stream {stream_id!r} already holds events {event_ids} of this append, but not "
+            "all of them; re-send exactly the original batch, or new events with new ids"
+        )
+        self.stream_id = stream_id
+        self.event_ids = event_ids
+
+
+class StreamNotFound(CqrsError):
+    """The stream does not exist."""
+
+    code = "cqrs-stream-not-found"
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(
+            f"stream {stream_id!r} does not exist; create it by appending with "
+            "expected_version=NO_STREAM, or use get_or_none"
+        )
+        self.stream_id = stream_id
+
+
+class StreamArchived(CqrsError):
+    """The stream was archived and takes no more events."""
+
+    code = "cqrs-stream-archived"
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(
+            f"stream {stream_id!r} is archived and takes no more events; "
+            "start a new stream, or unarchive it with EventStore.archive(..., archived=False)"
+        )
+        self.stream_id = stream_id
+
+
+class SerializationError(CqrsError):
+    """An event or snapshot could not be turned into JSON, or back."""
+
+    code = "cqrs-serialization"
+
+
+class UnknownEventType(SerializationError):
+    """A stored event type name that no registered class answers to."""
+
+    code = "cqrs-unknown-event-type"
+
+    def __init__(self, event_type: str, stream_id: str, position: int) -> None:
+        super().__init__(
+            f"no event class is registered for type {event_type!r} "
+            f"(stream {stream_id!r}, global position {position}); import the module "
+            "that declares it, register an alias for a renamed class, or filter it out "
+            "with read_all(types=...)"
+        )
+        self.event_type = event_type
+        self.stream_id = stream_id
+        self.position = position
+
+
+class EventRegistrationError(CqrsError):
+    """A clash or mistake while declaring event classes or upcasters."""
+
+    code = "cqrs-event-registration"
+
+
+class PartitionMissing(CqrsError):
+    """No partition of the events table covers the time being written."""
+
+    code = "cqrs-partition-missing"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"no partition of the events table accepts this row ({detail}); "
+            "run `cqrs partitions ensure` (or keep the projection runner up: it keeps "
+            "partitions ahead of time)"
+        )
+
+
+class AggregateError(CqrsError):
+    """Base for aggregate misuse."""
+
+    code = "cqrs-aggregate"
+
+
+class UnhandledEvent(AggregateError):
+    """An aggregate received an event it has no ``@applies`` handler for."""
+
+    code = "cqrs-unhandled-event"
+
+    def __init__(self, aggregate: str, event_type: str) -> None:
+        super().__init__(
+            f"aggregate {aggregate} has no @applies handler for event {event_type!r}; "
+            "add one (an empty handler is fine for events that change no state)"
+        )
+        self.aggregate = aggregate
+        self.event_type = event_type
+
+
+class CommandError(CqrsError):
+    """Base for command bus errors."""
+
+    code = "cqrs-command"
+
+
+class HandlerNotFound(CommandError):
+    """A command or query was sent that no handler is registered for."""
+
+    code = "cqrs-handler-not-found"
+
+    def __init__(self, message_type: str) -> None:
+        super().__init__(
+            f"no handler is registered for {message_type}; decorate one with "
+            "@bus.handles(...) and make sure its module is imported"
+        )
+        self.message_type = message_type
+
+
+class ProjectionError(CqrsError):
+    """Base for projection definition and runner errors."""
+
+    code = "cqrs-projection"
+
+
+class ReadModelTimeout(ProjectionError):
+    """A read-your-writes wait ran out before the projection caught up."""
+
+    code = "cqrs-read-timeout"

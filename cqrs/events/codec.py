@@ -1,0 +1,94 @@
+"""Internal: events to JSON-ready dicts and back, through cattrs.
+
+Decimals travel as strings (no float rounding), datetimes as ISO 8601 with
+their offset, UUIDs as strings, enums by value, tuples as lists.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import cattrs
+
+from cqrs.errors import SerializationError, UnknownEventType
+from cqrs.events.model import Event
+from cqrs.events.registry import EventRegistry, Payload
+
+
+def make_converter() -> cattrs.Converter:
+    """A cattrs converter with the toolkit's JSON conventions."""
+    conv = cattrs.Converter()
+    conv.register_unstructure_hook(Decimal, str)
+    conv.register_structure_hook(Decimal, lambda v, _: Decimal(str(v)))
+    conv.register_unstructure_hook(uuid.UUID, str)
+    conv.register_structure_hook(
+        uuid.UUID, lambda v, _: v if isinstance(v, uuid.UUID) else uuid.UUID(v)
+    )
+    conv.register_unstructure_hook(datetime, datetime.isoformat)
+    conv.register_structure_hook(
+        datetime, lambda v, _: v if isinstance(v, datetime) else datetime.fromisoformat(v)
+    )
+    conv.register_unstructure_hook(date, date.isoformat)
+    conv.register_structure_hook(
+        date, lambda v, _: v if isinstance(v, date) else date.fromisoformat(v)
+    )
+    return conv
+
+
+class EventCodec:
+    """Encodes events for the log and decodes stored rows, upcasting on the way."""
+
+    def __init__(self, registry: EventRegistry, converter: cattrs.Converter | None = None) -> None:
+        self.registry = registry
+        self.converter = converter or make_converter()
+
+    def encode(self, event: Event) -> tuple[str, int, str]:
+        """Return ``(type name, schema version, JSON text)`` for ``event``."""
+        cls = type(event)
+        name = self.registry.name_of(cls)
+        try:
+            data = self.converter.unstructure(event)
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"event {name!r} does not serialise to JSON: {exc}; use JSON-friendly field "
+                "types (str, int, Decimal, datetime, UUID, enums, tuples, attrs classes) or "
+                "register a hook on the codec's cattrs converter"
+            ) from exc
+        return name, cls.schema_version, text
+
+    def encode_metadata(self, metadata: Mapping[str, Any]) -> str:
+        try:
+            return json.dumps(
+                self.converter.unstructure(dict(metadata)),
+                separators=(",", ":"),
+                ensure_ascii=False,
+                allow_nan=False,
+            )
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"event metadata does not serialise to JSON: {exc}; keep metadata values to "
+                "strings, numbers, booleans, lists and dicts"
+            ) from exc
+
+    def decode(
+        self, name: str, schema_version: int, data: Payload, *, stream_id: str, position: int
+    ) -> Event:
+        """Rebuild the event stored as ``name``; raises ``UnknownEventType``."""
+        cls = self.registry.resolve(name)
+        if cls is None:
+            raise UnknownEventType(name, stream_id, position)
+        if schema_version != cls.schema_version:
+            data = self.registry.upcast(name, schema_version, data)
+        try:
+            return self.converter.structure(data, cls)
+        except Exception as exc:
+            raise SerializationError(
+                f"stored {name!r} (stream {stream_id!r}, position {position}) does not fit "
+                f"{cls.__qualname__}: {exc}; add an upcaster for the old shape"
+            ) from exc

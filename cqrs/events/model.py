@@ -1,0 +1,159 @@
+"""Public: what an event is, before and after it is stored.
+
+Declare events as small frozen attrs classes with a stable type name::
+
+    >>> from decimal import Decimal
+    >>> from cqrs.events import Event, EventRegistry, event
+    >>> registry = EventRegistry()
+    >>> @event("order.placed", registry=registry)
+    ... class OrderPlaced(Event):
+    ...     order_id: str
+    ...     total: Decimal
+    >>> OrderPlaced(order_id="o-1", total=Decimal("9.50")).event_type
+    'order.placed'
+
+The name, not the import path, is what the log stores: renaming the class
+does not break stored data (``aliases=`` keeps older names readable).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, dataclass_transform
+
+import attrs
+
+from cqrs.errors import EventRegistrationError
+from cqrs.events.ids import uuid7
+
+if TYPE_CHECKING:
+    from cqrs.events.registry import EventRegistry
+
+
+@attrs.frozen
+class Event:
+    """Base class of domain events. Subclasses are declared with :func:`event`."""
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+
+E = TypeVar("E", bound=Event)
+E_co = TypeVar("E_co", bound=Event, covariant=True)
+_C = TypeVar("_C", bound=type[Event])
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(attrs.field, attrs.Factory))
+def event(
+    name: str,
+    *,
+    version: int = 1,
+    aliases: Iterable[str] = (),
+    registry: EventRegistry | None = None,
+) -> Callable[[_C], _C]:
+    """Make a class a frozen attrs event with a stable stored type name.
+
+    ``version`` is the payload's schema version; register upcasters on the
+    registry to lift older stored payloads (see :class:`EventRegistry`).
+    """
+    if not name or not isinstance(name, str):
+        raise EventRegistrationError(f"event type name must be a non-empty string, got {name!r}")
+    if version < 1:
+        raise EventRegistrationError(f"event {name!r}: schema version must be >= 1, got {version}")
+
+    def decorate(cls: _C) -> _C:
+        if not (isinstance(cls, type) and issubclass(cls, Event)):
+            raise EventRegistrationError(
+                f"@event({name!r}) decorates {cls!r}, which does not subclass cqrs.Event"
+            )
+        frozen: _C = attrs.frozen(cls)
+        frozen.event_type = name
+        frozen.schema_version = version
+        from cqrs.events.registry import default_registry
+
+        (registry or default_registry).register(frozen, name, version=version, aliases=aliases)
+        return frozen
+
+    return decorate
+
+
+@attrs.frozen(order=True)
+class Position:
+    """A place in the global log: ``(transaction_id, global_position)``.
+
+    Positions order the way subscribers read: by committing transaction id
+    first, then by sequence. ``str(position)`` is a token a web client can
+    carry back to ask for read-your-writes.
+
+    >>> p = Position(812, 40)
+    >>> Position.parse(str(p)) == p
+    True
+    """
+
+    transaction_id: int
+    global_position: int
+
+    def __str__(self) -> str:
+        return f"{self.transaction_id}:{self.global_position}"
+
+    @classmethod
+    def parse(cls, token: str) -> Position:
+        """Read a token made by ``str(position)``."""
+        from cqrs.errors import InvalidInput
+
+        try:
+            xid, pos = token.split(":")
+            return cls(int(xid), int(pos))
+        except (ValueError, AttributeError):
+            raise InvalidInput(
+                f"{token!r} is not a position token; pass the str() of a Position"
+            ) from None
+
+
+START = Position(0, 0)
+"""The position before the first event."""
+
+
+@attrs.frozen
+class NewEvent(Generic[E_co]):
+    """An event on its way into the log, with the id and metadata it will carry.
+
+    Pass a bare event to ``append`` and it is wrapped with a fresh UUIDv7;
+    wrap it yourself to fix the id (re-sending the same ids is then a no-op).
+    """
+
+    event: E_co
+    event_id: uuid.UUID = attrs.field(factory=uuid7)
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RecordedEvent(Generic[E_co]):
+    """An event as read back from the log."""
+
+    event_id: uuid.UUID
+    stream_id: str
+    stream_type: str
+    version: int
+    position: Position
+    event_type: str
+    schema_version: int
+    event: E_co
+    metadata: Mapping[str, Any]
+    recorded_at: datetime
+
+    @property
+    def global_position(self) -> int:
+        return self.position.global_position
+
+    @property
+    def correlation_id(self) -> str | None:
+        value = self.metadata.get("correlation_id")
+        return None if value is None else str(value)
+
+    @property
+    def causation_id(self) -> str | None:
+        value = self.metadata.get("causation_id")
+        return None if value is None else str(value)

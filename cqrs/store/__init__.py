@@ -1,0 +1,15 @@
+"""Public: the event log: tables, partitions and the ``EventStore``."""
+
+from cqrs.store.event_store import EventStore, StreamInfo, connection_of
+from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, ExpectedVersion
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "AppendResult",
+    "EventStore",
+    "ExpectedVersion",
+    "StreamInfo",
+    "connection_of",
+]
