@@ -131,8 +131,16 @@ class EventStore:
             raise
         if not rows:
             raise self._append_refused(conn, stream_id, expected)
-        last = max(rows, key=lambda r: r[2])
-        return AppendResult(stream_id, last[2], Position(int(last[1]), last[0]), len(rows))
+        rows.sort(key=lambda r: r[2])
+        recorded = tuple(
+            RecordedEvent(
+                event_id, stream_id, stype, version, Position(int(xid), gpos), batch.types[i],
+                batch.schema_versions[i], batch.events[i], batch.metadata[i], at,
+            )
+            for i, (gpos, xid, version, event_id, at, stype) in enumerate(rows)
+        )  # fmt: skip
+        last = recorded[-1]
+        return AppendResult(stream_id, last.version, last.position, len(rows), recorded)
 
     def archive(self, executor: Executor, stream_id: str, *, archived: bool = True) -> None:
         """Mark a stream archived (it takes no more events) or take the mark off."""
@@ -268,6 +276,8 @@ class EventStore:
             size = len(data.encode()) + len(meta.encode())
             if size > limit:
                 raise errors.PayloadTooLarge(name, size, limit)
+            batch.events.append(event)
+            batch.metadata.append({**shared, **own})
             batch.ids.append(event_id)
             batch.types.append(name)
             batch.schema_versions.append(version)
@@ -318,6 +328,8 @@ class EventStore:
 @attrs.define
 class _Batch:
     ids: list[uuid.UUID] = attrs.Factory(list)
+    events: list[Event] = attrs.Factory(list)
+    metadata: list[dict[str, Any]] = attrs.Factory(list)
     types: list[str] = attrs.Factory(list)
     schema_versions: list[int] = attrs.Factory(list)
     datas: list[str] = attrs.Factory(list)

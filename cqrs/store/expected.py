@@ -6,7 +6,7 @@ import enum
 
 import attrs
 
-from cqrs.events.model import Position
+from cqrs.events.model import Event, Position, RecordedEvent
 
 
 class ExpectedVersion(enum.Enum):
@@ -37,10 +37,13 @@ class AppendResult:
 
     ``version`` is the stream's version after the append; ``position`` the log
     position of its last event, a token for read-your-writes; ``appended`` the
-    number of events written (0 when the call was an idempotent re-send).
+    number of events written (0 when the call was an idempotent re-send);
+    ``recorded`` the events as the log now holds them, in version order (what
+    inline projections are fed; empty for a re-send).
     """
 
     stream_id: str
     version: int
     position: Position
     appended: int
+    recorded: tuple[RecordedEvent[Event], ...] = ()

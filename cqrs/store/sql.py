@@ -13,7 +13,7 @@ SELECT e.id, :sid, s.stream_type, s.version - :n + e.ord::int, e.type, e.sv,
 FROM s, unnest(CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:svs AS int[]),
                CAST(:datas AS text[]), CAST(:metas AS text[]))
         WITH ORDINALITY AS e(id, type, sv, data, meta, ord)
-RETURNING global_position, transaction_id::text, version
+RETURNING global_position, transaction_id::text, version, event_id, recorded_at, stream_type
 """
 
 APPEND_NEW = text(
