@@ -124,14 +124,14 @@ class EventStore:
         else:
             statement = sql.APPEND_EXACT
         try:
-            rows = conn.execute(statement, params).all()
+            rows: Sequence[Row[Any]] = conn.execute(statement, params).all()
         except IntegrityError as exc:
             if getattr(exc.orig, "sqlstate", None) == "23514" and "partition" in str(exc.orig):
                 raise errors.PartitionMissing(str(exc.orig).splitlines()[0]) from exc
             raise
         if not rows:
             raise self._append_refused(conn, stream_id, expected)
-        rows.sort(key=lambda r: r[2])
+        rows = sorted(rows, key=lambda r: r[2])
         recorded = tuple(
             RecordedEvent(
                 event_id, stream_id, stype, version, Position(int(xid), gpos), batch.types[i],
