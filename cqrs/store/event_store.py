@@ -124,7 +124,7 @@ class EventStore:
         else:
             statement = sql.APPEND_EXACT
         try:
-            rows: Sequence[Row[Any]] = conn.execute(statement, params).all()
+            rows: list[tuple[Any, ...]] = [tuple(r) for r in conn.execute(statement, params)]
         except IntegrityError as exc:
             if getattr(exc.orig, "sqlstate", None) == "23514" and "partition" in str(exc.orig):
                 raise errors.PartitionMissing(str(exc.orig).splitlines()[0]) from exc
