@@ -13,7 +13,7 @@ SELECT e.id, :sid, s.stream_type, s.version - :n + e.ord::int, e.type, e.sv,
 FROM s, unnest(CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:svs AS int[]),
                CAST(:datas AS text[]), CAST(:metas AS text[]))
         WITH ORDINALITY AS e(id, type, sv, data, meta, ord)
-RETURNING global_position, transaction_id::text, version, event_id, recorded_at, stream_type
+RETURNING global_position, transaction_id::text AS xid, version, event_id, recorded_at, stream_type
 """
 
 APPEND_NEW = text(
@@ -65,14 +65,14 @@ STREAM_INFO = text(
 LOCK_STREAM_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:sid, 7))")
 
 FIND_EVENT_IDS = text(
-    "SELECT event_id, version, transaction_id::text, global_position FROM events "
+    "SELECT event_id, version, transaction_id::text AS xid, global_position FROM events "
     "WHERE stream_id = :sid AND event_id = ANY(CAST(:ids AS uuid[])) "
     "AND recorded_at >= (SELECT created_at - interval '1 hour' FROM streams "
     "                    WHERE stream_id = :sid)"
 )
 
 _COLUMNS = (
-    "event_id, stream_id, stream_type, version, transaction_id::text, global_position, "
+    "event_id, stream_id, stream_type, version, transaction_id::text AS xid, global_position, "
     "event_type, schema_version, data, metadata, recorded_at"
 )
 
@@ -89,6 +89,9 @@ READ_STREAM = text(
 
 # The gap-free cursor: only transactions older than every running one are
 # visible to the reader, so a later commit can never land behind the cursor.
+# The xid is selected as text under another name: ORDER BY a bare name binds
+# to an output column first, and sorting by the text form would put '10000'
+# before '9999' and skip events.
 READ_ALL = text(
     f"SELECT {_COLUMNS} FROM events "
     "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos) "
@@ -107,7 +110,7 @@ READ_ALL_TYPES = text(
 HORIZON = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
 
 HEAD = text(
-    "SELECT transaction_id::text, global_position FROM events "
+    "SELECT transaction_id::text AS xid, global_position FROM events "
     "ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
 )
 
