@@ -3,7 +3,7 @@
 One tree, stable codes. Each code has a section in ``docs/errors.md`` that
 says what happened and what to do; ``str(exc)`` ends with that link::
 
-    CqrsError
+    CqrsError                         cqrs-error
     ├── ConfigurationError            cqrs-config
     ├── InvalidInput                  cqrs-input
     │   ├── InvalidStreamId           cqrs-stream-id
@@ -16,6 +16,8 @@ says what happened and what to do; ``str(exc)`` ends with that link::
     │   └── UnknownEventType          cqrs-unknown-event-type
     ├── EventRegistrationError        cqrs-event-registration
     ├── PartitionMissing              cqrs-partition-missing
+    ├── PartitionInUse                cqrs-partition-in-use
+    ├── LegacyImportError             cqrs-legacy-import
     ├── AggregateError                cqrs-aggregate
     │   └── UnhandledEvent            cqrs-unhandled-event
     ├── CommandError                  cqrs-command
@@ -193,6 +195,27 @@ class PartitionMissing(CqrsError):
             "run `cqrs partitions ensure` (or keep the projection runner up: it keeps "
             "partitions ahead of time)"
         )
+
+
+class PartitionInUse(CqrsError):
+    """A partition still holds events of streams that are not archived."""
+
+    code = "cqrs-partition-in-use"
+
+    def __init__(self, partition: str, stream_ids: list[str]) -> None:
+        super().__init__(
+            f"partition {partition!r} still holds events of live streams {stream_ids} "
+            "(not archived); archive those streams first (EventStore.archive), or pass "
+            "force=True / --force if their older events may leave the live log"
+        )
+        self.partition = partition
+        self.stream_ids = stream_ids
+
+
+class LegacyImportError(CqrsError):
+    """An unpartitioned events table that cannot be imported as it is."""
+
+    code = "cqrs-legacy-import"
 
 
 class AggregateError(CqrsError):
