@@ -71,7 +71,7 @@ FIND_EVENT_IDS = text(
     "                    WHERE stream_id = :sid)"
 )
 
-_COLUMNS = (
+EVENT_COLUMNS = (
     "event_id, stream_id, stream_type, version, transaction_id::text AS xid, global_position, "
     "event_type, schema_version, data, metadata, recorded_at"
 )
@@ -80,7 +80,7 @@ _COLUMNS = (
 # stamps are clock_timestamp(); the hour absorbs clock steps), so monthly
 # partitions before the stream's month are skipped at run time.
 READ_STREAM = text(
-    f"SELECT {_COLUMNS} FROM events "
+    f"SELECT {EVENT_COLUMNS} FROM events "
     "WHERE stream_id = :sid AND version >= :lo AND version <= :hi "
     "AND recorded_at >= (SELECT created_at - interval '1 hour' FROM streams "
     "                    WHERE stream_id = :sid) "
@@ -89,29 +89,30 @@ READ_STREAM = text(
 
 # The gap-free cursor: only transactions older than every running one are
 # visible to the reader, so a later commit can never land behind the cursor.
-# The xid is selected as text under another name: ORDER BY a bare name binds
-# to an output column first, and sorting by the text form would put '10000'
-# before '9999' and skip events.
+# The xid is selected as text under another name (EVENT_COLUMNS) and ORDER BY
+# names the table's column: ORDER BY a bare name binds to an output column
+# first, and sorting by the text form puts '10000' before '9999' and skips
+# events. Every reader of the log selects EVENT_COLUMNS.
 READ_ALL = text(
-    f"SELECT {_COLUMNS} FROM events "
+    f"SELECT {EVENT_COLUMNS} FROM events "
     "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos) "
     "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-    "ORDER BY transaction_id, global_position LIMIT :lim"
+    "ORDER BY events.transaction_id, events.global_position LIMIT :lim"
 )
 
 READ_ALL_TYPES = text(
-    f"SELECT {_COLUMNS} FROM events "
+    f"SELECT {EVENT_COLUMNS} FROM events "
     "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos) "
     "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
     "AND event_type = ANY(CAST(:types AS text[])) "
-    "ORDER BY transaction_id, global_position LIMIT :lim"
+    "ORDER BY events.transaction_id, events.global_position LIMIT :lim"
 )
 
 HORIZON = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
 
 HEAD = text(
     "SELECT transaction_id::text AS xid, global_position FROM events "
-    "ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+    "ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1"
 )
 
 SET_ARCHIVED = text(
