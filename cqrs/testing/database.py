@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,9 +42,11 @@ def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
             ) from None
         path = Path(data_dir or os.environ.get("CQRS_PGDATA") or ".cqrs/pgdata").resolve()
         path.mkdir(parents=True, exist_ok=True)
-        _embedded = pgserver.get_server(  # type: ignore[attr-defined]
-            path, cleanup_mode="stop"
-        )
+        with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset on CI
+            warnings.simplefilter("ignore")
+            _embedded = pgserver.get_server(  # type: ignore[attr-defined]
+                path, cleanup_mode="stop"
+            )
     return normalise_url(_embedded.get_uri())
 
 
