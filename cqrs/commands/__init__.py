@@ -1,1 +1,26 @@
-"""Public: see the modules of this package."""
+"""Public: the command bus, its middleware and the unit of work."""
+
+from cqrs.commands.bus import CommandBus
+from cqrs.commands.context import CommandContext, CommandOutcome
+from cqrs.commands.middleware import (
+    CommandMetrics,
+    LoggingMiddleware,
+    MetricsHook,
+    Middleware,
+    RetryOnConflict,
+    default_middleware,
+)
+from cqrs.commands.unit_of_work import UnitOfWork
+
+__all__ = [
+    "CommandBus",
+    "CommandContext",
+    "CommandMetrics",
+    "CommandOutcome",
+    "LoggingMiddleware",
+    "MetricsHook",
+    "Middleware",
+    "RetryOnConflict",
+    "UnitOfWork",
+    "default_middleware",
+]

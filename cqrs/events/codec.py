@@ -60,12 +60,23 @@ class EventCodec:
                 "types (str, int, Decimal, datetime, UUID, enums, tuples, attrs classes) or "
                 "register a hook on the codec's cattrs converter"
             ) from exc
+        if "\\u0000" in text and _has_nul(data):
+            raise SerializationError(
+                f"event {name!r} holds a NUL character (U+0000), which PostgreSQL's jsonb "
+                "cannot store; strip it, or encode binary data as base64 text"
+            )
         return name, cls.schema_version, text
 
     def encode_metadata(self, metadata: Mapping[str, Any]) -> str:
+        data = self.converter.unstructure(dict(metadata))
+        if _has_nul(data):
+            raise SerializationError(
+                "event metadata holds a NUL character (U+0000), which jsonb cannot store; "
+                "strip it from the metadata values"
+            )
         try:
             return json.dumps(
-                self.converter.unstructure(dict(metadata)),
+                data,
                 separators=(",", ":"),
                 ensure_ascii=False,
                 allow_nan=False,
@@ -92,3 +103,14 @@ class EventCodec:
                 f"stored {name!r} (stream {stream_id!r}, position {position}) does not fit "
                 f"{cls.__qualname__}: {exc}; add an upcaster for the old shape"
             ) from exc
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a JSON-ready value holds U+0000 in any string, key or value."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False

@@ -1,0 +1,221 @@
+"""Public: ``CommandBus``, one handler per command type, run in one transaction.
+
+Commands are plain attrs classes. A command id (a ``command_id`` attribute,
+or ``command_id=`` on dispatch) makes a command idempotent: a repeat returns
+the first result and appends nothing. Every appended event carries
+``command_id``, ``correlation_id`` and ``causation_id`` in its metadata::
+
+    bus = CommandBus()
+
+    @bus.handles(PlaceOrder)
+    def place_order(cmd: PlaceOrder, uow: UnitOfWork) -> str:
+        order = uow.repository(Order).create(cmd.order_id)
+        order.place(cmd.customer_id, cmd.total)
+        return order.id
+
+    with Session(engine) as session:
+        bus.dispatch(PlaceOrder("o-1", "c-1", Decimal(5)), session)   # -> 'o-1'
+
+``dispatch`` begins and commits its own transaction when the session has
+none, and runs inside a SAVEPOINT of the caller's transaction when one is
+open (the caller commits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, get_type_hints
+
+import cattrs
+from sqlalchemy.orm import Session
+
+from cqrs.aggregates.repository import default_snapshots, default_store
+from cqrs.aggregates.snapshots import SnapshotStore
+from cqrs.commands import idempotency
+from cqrs.commands.context import CommandContext, CommandOutcome, command_type_name
+from cqrs.commands.middleware import Middleware, Next, default_middleware
+from cqrs.commands.unit_of_work import UnitOfWork
+from cqrs.errors import CommandError, HandlerNotFound, InvalidInput
+from cqrs.events.codec import make_converter
+from cqrs.events.ids import uuid7
+from cqrs.events.model import Event, RecordedEvent
+from cqrs.projections.inline import InlineProjection
+from cqrs.store.event_store import EventStore
+
+C = TypeVar("C")
+R = TypeVar("R")
+Handler = Callable[[C, UnitOfWork], R]
+
+
+class CommandBus:
+    """Routes commands to handlers through middleware, one transaction per run.
+
+    ``middleware`` defaults to :func:`~cqrs.commands.middleware.default_middleware`
+    (logging, retry on conflicts); pass your own list to change it.
+    ``inline_projections`` run on the appended events in the same transaction.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: EventStore | None = None,
+        snapshots: SnapshotStore | None = None,
+        inline_projections: Sequence[InlineProjection] = (),
+        middleware: Sequence[Middleware] | None = None,
+        converter: cattrs.Converter | None = None,
+    ) -> None:
+        self.store = store or default_store()
+        self.snapshots = snapshots or default_snapshots()
+        self.inline_projections: list[InlineProjection] = list(inline_projections)
+        self.middleware: list[Middleware] = (
+            default_middleware() if middleware is None else list(middleware)
+        )
+        self.converter = converter or make_converter()
+        self._handlers: dict[type, Callable[[Any, UnitOfWork], Any]] = {}
+        self._result_types: dict[type, Any] = {}
+
+    # -- registration --------------------------------------------------------
+
+    def handles(self, command_type: type[C]) -> Callable[[Handler[C, R]], Handler[C, R]]:
+        """Decorate the handler of ``command_type``: ``fn(command, uow) -> result``."""
+
+        def decorate(fn: Handler[C, R]) -> Handler[C, R]:
+            self.register(command_type, fn)
+            return fn
+
+        return decorate
+
+    def register(self, command_type: type[C], handler: Handler[C, R]) -> None:
+        """Register ``handler`` for ``command_type`` (one handler per type)."""
+        if not isinstance(command_type, type):
+            raise CommandError(f"handles() takes a command class, got {command_type!r}")
+        known = self._handlers.get(command_type)
+        if known is not None and known is not handler:
+            raise CommandError(
+                f"{command_type.__qualname__} already has a handler "
+                f"({getattr(known, '__qualname__', known)!r}); a command type has exactly one"
+            )
+        self._handlers[command_type] = handler
+
+    def add_inline_projection(self, projection: InlineProjection) -> None:
+        """Run ``projection`` on every command's events, in the command's transaction."""
+        self.inline_projections.append(projection)
+
+    def handler_for(self, command_type: type) -> Callable[[Any, UnitOfWork], Any]:
+        """The handler of ``command_type`` (or of its nearest registered base class)."""
+        for klass in command_type.__mro__:
+            handler = self._handlers.get(klass)
+            if handler is not None:
+                return handler
+        raise HandlerNotFound(f"command {command_type.__qualname__}")
+
+    # -- dispatch ------------------------------------------------------------
+
+    def dispatch(
+        self,
+        command: object,
+        session: Session,
+        *,
+        command_id: str | None = None,
+        correlation_id: str | None = None,
+        caused_by: RecordedEvent[Event] | None = None,
+    ) -> Any:
+        """Handle ``command`` and return the handler's result (see :meth:`execute`)."""
+        return self.execute(
+            command, session, command_id=command_id, correlation_id=correlation_id,
+            caused_by=caused_by,
+        ).result  # fmt: skip
+
+    def execute(
+        self,
+        command: object,
+        session: Session,
+        *,
+        command_id: str | None = None,
+        correlation_id: str | None = None,
+        caused_by: RecordedEvent[Event] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> CommandOutcome[Any]:
+        """Handle ``command``; answer the result together with the appended events.
+
+        ``command_id`` (or the command's own ``command_id`` attribute) makes
+        the command idempotent. ``correlation_id`` defaults to the one of
+        ``caused_by`` (the event that led to this command), else to the
+        command id. Events get ``causation_id`` = the command id.
+        """
+        if not isinstance(session, Session):
+            raise InvalidInput(
+                f"dispatch takes a sqlalchemy.orm.Session, got {type(session).__name__}; "
+                "with an AsyncSession use cqrs.commands.asyncio.dispatch_async"
+            )
+        self.handler_for(type(command))  # fail before opening a transaction
+        given = command_id if command_id is not None else getattr(command, "command_id", None)
+        if given is not None and (not isinstance(given, str) or not given.strip()):
+            raise InvalidInput(f"command id must be a non-empty string, got {given!r}")
+        cid = given or str(uuid7())
+        if correlation_id is None and caused_by is not None:
+            correlation_id = caused_by.correlation_id or str(caused_by.event_id)
+        ctx = CommandContext(
+            command=command,
+            session=session,
+            command_id=cid,
+            correlation_id=correlation_id or cid,
+            causation_id=cid,
+            idempotent=given is not None,
+        )
+        if sleep is not None:
+            ctx.sleep = sleep
+        call: Next = self._run_once
+        for middleware in reversed(self.middleware):
+            call = _chain(middleware, call)
+        return call(ctx)
+
+    def _run_once(self, ctx: CommandContext) -> CommandOutcome[Any]:
+        """One transactional run: claim the id, handle, append, project, commit."""
+        ctx.attempt += 1
+        session = ctx.session
+        handler = self.handler_for(type(ctx.command))
+        transaction = session.begin_nested() if session.in_transaction() else session.begin()
+        with transaction:
+            conn = session.connection()
+            if ctx.idempotent:
+                first = idempotency.claim(conn, ctx.command_id, ctx.command_type)
+                if not idempotency.is_first_run(first):
+                    result = self._structure_result(type(ctx.command), first)
+                    return CommandOutcome(result, (), ctx.command_id, True, ctx.attempt)
+            uow = UnitOfWork(
+                session,
+                store=self.store,
+                snapshots=self.snapshots,
+                inline_projections=self.inline_projections,
+                metadata=ctx.event_metadata,
+            )
+            result = handler(ctx.command, uow)
+            uow.commit()
+            if ctx.idempotent:
+                idempotency.store_result(conn, ctx.command_id, result, self.converter)
+        return CommandOutcome(result, uow.recorded, ctx.command_id, False, ctx.attempt)
+
+    def _structure_result(self, command_type: type, stored: object) -> Any:
+        if stored is None:
+            return None
+        if command_type not in self._result_types:
+            handler = self.handler_for(command_type)
+            try:
+                hint = get_type_hints(handler).get("return", Any)
+            except Exception:
+                hint = Any
+            self._result_types[command_type] = hint
+        return self.converter.structure(stored, self._result_types[command_type])
+
+
+def _chain(middleware: Middleware, call_next: Next) -> Next:
+    def call(ctx: CommandContext) -> CommandOutcome[Any]:
+        return middleware(ctx, call_next)
+
+    return call
+
+
+def command_name(command: object) -> str:
+    """The stable type name of ``command`` (its class's ``command_type`` or qualname)."""
+    return command_type_name(type(command))

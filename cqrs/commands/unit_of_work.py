@@ -1,0 +1,91 @@
+"""Public: ``UnitOfWork``, everything one command writes, in one transaction.
+
+A handler asks the unit of work for repositories; when the handler returns,
+the bus calls :meth:`UnitOfWork.commit`, which appends the new events of
+every touched aggregate (with the command's metadata) and runs the inline
+projections on them, all in the caller's transaction. If anything raises,
+the transaction rolls back and nothing is written::
+
+    >>> def place_order(cmd: PlaceOrder, uow: UnitOfWork) -> None:   # doctest: +SKIP
+    ...     order = uow.repository(Order).create(cmd.order_id)       # Repository[Order]
+    ...     order.place(cmd.customer_id, cmd.total)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from cqrs.aggregates.aggregate import Aggregate
+from cqrs.aggregates.repository import Repository, default_snapshots, default_store
+from cqrs.aggregates.snapshots import SnapshotStore
+from cqrs.errors import CommandError
+from cqrs.events.model import Event, RecordedEvent
+from cqrs.projections.inline import InlineProjection
+from cqrs.store.event_store import EventStore
+from cqrs.store.expected import AppendResult
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class UnitOfWork:
+    """Collects the aggregates a command touches and writes them together.
+
+    ``metadata`` is merged into every appended event's metadata (the bus puts
+    ``command_id``, ``correlation_id`` and ``causation_id`` there).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        store: EventStore | None = None,
+        snapshots: SnapshotStore | None = None,
+        inline_projections: Sequence[InlineProjection] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.session = session
+        self.store = store or default_store()
+        self.snapshots = snapshots or default_snapshots()
+        self.inline_projections = tuple(inline_projections)
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self._repositories: dict[type[Aggregate], Repository[Any]] = {}
+        self._recorded: list[RecordedEvent[Event]] = []
+        self._committed = False
+
+    def repository(self, aggregate: type[A]) -> Repository[A]:
+        """The repository for ``aggregate`` in this unit of work (one per class)."""
+        repo = self._repositories.get(aggregate)
+        if repo is None:
+            repo = Repository(aggregate, self.session, store=self.store, snapshots=self.snapshots)
+            self._repositories[aggregate] = repo
+        return repo
+
+    @property
+    def recorded(self) -> tuple[RecordedEvent[Event], ...]:
+        """The events appended by :meth:`commit`, in append order."""
+        return tuple(self._recorded)
+
+    def commit(self) -> list[AppendResult]:
+        """Append the pending events of every touched aggregate, then run inline projections.
+
+        Does not commit the session's transaction: the caller (normally the
+        bus) does, so the events, the projections and the caller's own writes
+        land together.
+        """
+        if self._committed:
+            raise CommandError("this unit of work was already committed; start a new one")
+        self._committed = True
+        results: list[AppendResult] = []
+        for repo in self._repositories.values():
+            for aggregate in repo.touched:
+                result = repo.save(aggregate, metadata=self.metadata)
+                if result is not None:
+                    results.append(result)
+                    self._recorded.extend(result.recorded)
+        if self._recorded:
+            for projection in self.inline_projections:
+                projection.apply_inline(self.session, self._recorded)
+        return results
