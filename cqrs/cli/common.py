@@ -48,8 +48,9 @@ def engine_from(args: argparse.Namespace) -> Engine:
     return create_engine(url)
 
 
-def emit(args: argparse.Namespace, data: Any, human: str, out: TextIO = sys.stdout) -> None:
+def emit(args: argparse.Namespace, data: Any, human: str, out: TextIO | None = None) -> None:
     """Print ``data`` as JSON with ``--json``, else the ``human`` text."""
+    out = out or sys.stdout
     if getattr(args, "json", False):
         out.write(json.dumps(data, default=str, indent=2) + "\n")
     else:
@@ -57,9 +58,10 @@ def emit(args: argparse.Namespace, data: Any, human: str, out: TextIO = sys.stdo
 
 
 def progress(
-    items: Iterable[T], total: int | None, label: str, out: TextIO = sys.stderr
+    items: Iterable[T], total: int | None, label: str, out: TextIO | None = None
 ) -> Iterator[T]:
     """Yield ``items`` while drawing a one-line progress bar on a terminal."""
+    out = out or sys.stderr
     show = out.isatty()
     for done, item in enumerate(items, start=1):
         yield item

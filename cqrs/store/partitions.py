@@ -1,23 +1,37 @@
-"""Public: partitions of the ``events`` table: which exist, and making the missing ones.
+"""Public: partitions of the ``events`` table: which exist, making the missing ones,
+and retiring old ones (detach, archive to a schema or to a file).
 
 New monthly partitions are created as plain tables and then attached, which
 takes only ``SHARE UPDATE EXCLUSIVE`` on the parent, so appends keep flowing
-while upkeep runs.
+while upkeep runs. Old partitions are detached (``CONCURRENTLY`` on an
+autocommit connection) and archived; both refuse while the partition holds
+events of streams that are not archived, unless forced.
 
     >>> month_partition_name(date(2026, 11, 1))
     'events_y2026m11'
+    >>> stats = partition_stats(conn)                          # doctest: +SKIP
+    >>> archive(conn, "events_y2025m01", schema="cqrs_archive")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import gzip
+import os
+import re
 from datetime import date
+from pathlib import Path
+from typing import IO, Any
 
 import attrs
 from sqlalchemy import Connection, text
 
 from cqrs.config import Settings
+from cqrs.errors import InvalidInput, PartitionInUse
 
 PARENT = "events"
+ARCHIVE_SCHEMA = "cqrs_archive"
+PARTITION_NAME = re.compile(r"^events_(y\d{4}m\d{2}|h\d{3}_of_\d{3})$")
+"""Names the toolkit gives partitions of ``events`` (attached or detached)."""
 
 
 @attrs.frozen
@@ -41,15 +55,15 @@ def add_months(month: date, n: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def list_partitions(connection: Connection) -> list[PartitionInfo]:
-    """Every partition attached to ``events`` in the current schema, by name."""
+def list_partitions(connection: Connection, parent: str = PARENT) -> list[PartitionInfo]:
+    """Every partition attached to ``parent`` (default ``events``) in the current schema."""
     rows = connection.execute(
         text(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) "
             "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = to_regclass(:parent) ORDER BY c.relname"
         ),
-        {"parent": PARENT},
+        {"parent": parent},
     )
     return [PartitionInfo(name, bounds) for name, bounds in rows]
 
@@ -63,25 +77,29 @@ def partition_strategy(connection: Connection) -> str | None:
     return {"r": "range", "h": "hash"}.get(strategy or "")
 
 
-def _attach(connection: Connection, name: str, bound: str, check: str | None) -> None:
+def _attach(
+    connection: Connection, name: str, bound: str, check: str | None, parent: str = PARENT
+) -> None:
     connection.execute(
         text(
             f'CREATE TABLE IF NOT EXISTS "{name}" '
-            f"(LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            f'(LIKE "{parent}" INCLUDING DEFAULTS INCLUDING CONSTRAINTS)'
         )
     )
     if check is not None:  # lets ATTACH skip its validation scan
         connection.execute(
             text(f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_bound" CHECK ({check})')
         )
-    connection.execute(text(f'ALTER TABLE {PARENT} ATTACH PARTITION "{name}" {bound}'))
+    connection.execute(text(f'ALTER TABLE "{parent}" ATTACH PARTITION "{name}" {bound}'))
     if check is not None:
         connection.execute(text(f'ALTER TABLE "{name}" DROP CONSTRAINT "{name}_bound"'))
 
 
-def ensure_months(connection: Connection, first: date, count: int) -> list[str]:
+def ensure_months(
+    connection: Connection, first: date, count: int, *, parent: str = PARENT
+) -> list[str]:
     """Create the monthly partitions for ``count`` months from ``first``; return the new ones."""
-    existing = {p.name for p in list_partitions(connection)}
+    existing = {p.name for p in list_partitions(connection, parent)}
     created = []
     for i in range(count):
         start = add_months(first.replace(day=1), i)
@@ -95,33 +113,266 @@ def ensure_months(connection: Connection, first: date, count: int) -> list[str]:
             name,
             f"FOR VALUES FROM ({lo}) TO ({hi})",
             f"recorded_at IS NOT NULL AND recorded_at >= {lo} AND recorded_at < {hi}",
+            parent,
         )
         created.append(name)
     return created
 
 
-def ensure_hash(connection: Connection, modulus: int) -> list[str]:
+def ensure_hash(connection: Connection, modulus: int, *, parent: str = PARENT) -> list[str]:
     """Create any of the ``modulus`` hash partitions that are missing."""
-    existing = {p.name for p in list_partitions(connection)}
+    existing = {p.name for p in list_partitions(connection, parent)}
     created = []
     for remainder in range(modulus):
         name = hash_partition_name(remainder, modulus)
         if name not in existing:
             bound = f"FOR VALUES WITH (MODULUS {modulus}, REMAINDER {remainder})"
-            _attach(connection, name, bound, None)
+            _attach(connection, name, bound, None, parent)
             created.append(name)
     return created
+
+
+def _hash_modulus(connection: Connection) -> int | None:
+    """The modulus the existing hash partitions use (fixed when the table was made)."""
+    for p in list_partitions(connection):
+        found = re.search(r"modulus (\d+)", p.bounds, re.IGNORECASE)
+        if found:
+            return int(found.group(1))
+    return None
 
 
 def ensure(connection: Connection, settings: Settings, *, today: date | None = None) -> list[str]:
     """Make the partitions ``settings`` asks for exist; return the names created.
 
     For the monthly layout that is the current month (UTC, by the database
-    clock unless ``today`` is given) and ``settings.months_ahead`` after it.
+    clock unless ``today`` is given) and ``settings.months_ahead`` after it. For
+    the hash layout it is the missing partitions of the modulus the table was
+    made with (``settings.hash_partitions`` only counts for a table without any).
     """
     strategy = partition_strategy(connection)
     if strategy == "hash":
-        return ensure_hash(connection, settings.hash_partitions)
+        return ensure_hash(connection, _hash_modulus(connection) or settings.hash_partitions)
     if today is None:
         today = connection.execute(text("SELECT (now() AT TIME ZONE 'UTC')::date")).scalar_one()
     return ensure_months(connection, today, settings.months_ahead + 1)
+
+
+@attrs.frozen
+class PartitionStats:
+    """A partition of ``events`` (or a detached one still in this schema) and its size.
+
+    ``rows`` is the planner's estimate unless listed with ``exact=True``
+    (``None`` when the table was never analysed); ``bytes`` includes indexes.
+    """
+
+    name: str
+    bounds: str | None
+    attached: bool
+    rows: int | None
+    bytes: int
+    exact: bool
+
+
+def _quote(connection: Connection, name: str) -> str:
+    return connection.dialect.identifier_preparer.quote(name)
+
+
+def partition_stats(connection: Connection, *, exact: bool = False) -> list[PartitionStats]:
+    """Attached partitions of ``events`` and detached ones (toolkit names), with sizes.
+
+    >>> [(p.name, p.attached) for p in partition_stats(conn)]  # doctest: +SKIP
+    [('events_y2026m10', False), ('events_y2026m11', True)]
+    """
+    rows = connection.execute(
+        text(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), c.relispartition, "
+            "       c.reltuples::bigint, pg_total_relation_size(c.oid) "
+            "FROM pg_class c "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' "
+            "  AND c.relname ~ :pattern ORDER BY c.relname"
+        ),
+        {"pattern": PARTITION_NAME.pattern},
+    ).all()
+    result = []
+    for name, bounds, attached, estimate, size in rows:
+        if exact:
+            count = connection.execute(text(f"SELECT count(*) FROM {_quote(connection, name)}"))
+            estimate = count.scalar_one()
+        result.append(
+            PartitionStats(
+                name=name,
+                bounds=bounds if attached else None,
+                attached=bool(attached),
+                rows=None if estimate < 0 else int(estimate),
+                bytes=int(size),
+                exact=exact,
+            )
+        )
+    return result
+
+
+def _require(connection: Connection, name: str, *, attached: bool | None) -> bool:
+    """Check ``name`` is a toolkit partition here; answer whether it is attached."""
+    if not PARTITION_NAME.match(name):
+        raise InvalidInput(
+            f"{name!r} is not a partition name of the events table "
+            "(events_yYYYYmMM or events_hNNN_of_NNN); `cqrs partitions list` shows them"
+        )
+    found = {p.name: p.attached for p in partition_stats(connection)}
+    if name not in found:
+        raise InvalidInput(
+            f"no table {name!r} in the current schema; `cqrs partitions list` shows the "
+            "partitions there are"
+        )
+    if attached is not None and found[name] != attached:
+        state = "attached to" if found[name] else "detached from"
+        raise InvalidInput(f"{name!r} is already {state} events; nothing to do")
+    return found[name]
+
+
+def live_streams_in(connection: Connection, name: str, limit: int = 5) -> list[str]:
+    """Up to ``limit`` stream ids with events in partition ``name`` that are not archived."""
+    rows = connection.execute(
+        text(
+            f"SELECT DISTINCT p.stream_id FROM {_quote(connection, name)} p "
+            "JOIN streams s ON s.stream_id = p.stream_id "
+            "WHERE NOT s.archived ORDER BY p.stream_id LIMIT :n"
+        ),
+        {"n": limit},
+    )
+    return list(rows.scalars())
+
+
+def _refuse_if_live(connection: Connection, name: str) -> None:
+    live = live_streams_in(connection, name)
+    if live:
+        raise PartitionInUse(name, live)
+
+
+def _autocommit(connection: Connection) -> bool:
+    driver = connection.connection.driver_connection
+    return bool(getattr(driver, "autocommit", False))
+
+
+def detach(
+    connection: Connection, name: str, *, concurrently: bool = False, force: bool = False
+) -> None:
+    """Detach partition ``name`` from ``events``; the table stays, as a plain table.
+
+    ``concurrently=True`` takes only ``SHARE UPDATE EXCLUSIVE`` on ``events`` (appends
+    and reads go on) but needs an autocommit connection
+    (``engine.connect().execution_options(isolation_level="AUTOCOMMIT")``); a detach
+    that was interrupted half-way is finished (``FINALIZE``). Without it the detach
+    is one quick step in the caller's transaction that briefly locks ``events``.
+    Refuses (``PartitionInUse``) while streams that are not archived have events
+    there, unless ``force``.
+
+    >>> detach(autocommit_conn, "events_y2025m01", concurrently=True)  # doctest: +SKIP
+    """
+    _require(connection, name, attached=True)
+    if concurrently and not _autocommit(connection):
+        raise InvalidInput(
+            "DETACH PARTITION CONCURRENTLY cannot run inside a transaction; use an "
+            'autocommit connection (execution_options(isolation_level="AUTOCOMMIT")) '
+            "or pass concurrently=False"
+        )
+    if not force:
+        _refuse_if_live(connection, name)
+    pending = connection.execute(
+        text(
+            "SELECT i.inhdetachpending FROM pg_inherits i "
+            "WHERE i.inhrelid = to_regclass(:name) AND i.inhparent = to_regclass(:parent)"
+        ),
+        {"name": name, "parent": PARENT},
+    ).scalar_one()
+    mode = " FINALIZE" if pending else (" CONCURRENTLY" if concurrently else "")
+    connection.execute(
+        text(f"ALTER TABLE {PARENT} DETACH PARTITION {_quote(connection, name)}{mode}")
+    )
+
+
+@attrs.frozen
+class ArchiveResult:
+    """Where an archived partition went and how many rows it held."""
+
+    name: str
+    rows: int
+    destination: str
+
+
+def archive(
+    connection: Connection,
+    name: str,
+    *,
+    schema: str | None = ARCHIVE_SCHEMA,
+    to_file: str | os.PathLike[str] | None = None,
+    force: bool = False,
+) -> ArchiveResult:
+    """Move partition ``name`` out of the live schema: into ``schema``, or to a file.
+
+    An attached partition is detached first (in this transaction; detach it
+    ``concurrently`` beforehand on a busy system). With ``to_file`` the rows are
+    exported with ``COPY ... TO STDOUT (FORMAT csv, HEADER)`` into a new local file
+    (gzip when the name ends in ``.gz``) and the table is dropped once every row
+    is written; an existing file is never overwritten. Refuses
+    (``PartitionInUse``) while streams that are not archived have events there,
+    unless ``force``.
+
+    >>> archive(conn, "events_y2025m01", to_file="/backups/events_y2025m01.csv.gz")
+    ...     # doctest: +SKIP
+    """
+    attached = _require(connection, name, attached=None)
+    if to_file is None and not schema:
+        raise InvalidInput("archive needs a schema or a file: pass schema=... or to_file=...")
+    if to_file is not None and Path(to_file).exists():
+        raise InvalidInput(f"{to_file} already exists; choose a new file name")
+    if not force:
+        _refuse_if_live(connection, name)
+    if attached:
+        detach(connection, name, concurrently=False, force=True)
+    quoted = _quote(connection, name)
+    if to_file is not None:
+        return _archive_to_file(connection, name, Path(to_file))
+    assert schema is not None
+    clash = connection.execute(
+        text("SELECT to_regclass(:q) IS NOT NULL"), {"q": f"{_quote(connection, schema)}.{quoted}"}
+    ).scalar_one()
+    if clash:
+        raise InvalidInput(
+            f"{schema}.{name} already exists; archive into another schema or drop the old copy"
+        )
+    rows = connection.execute(text(f"SELECT count(*) FROM {quoted}")).scalar_one()
+    connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {_quote(connection, schema)}"))
+    connection.execute(text(f"ALTER TABLE {quoted} SET SCHEMA {_quote(connection, schema)}"))
+    return ArchiveResult(name, int(rows), f"{schema}.{name}")
+
+
+def _open(path: Path, compress: bool) -> IO[bytes]:
+    if compress:
+        return gzip.open(path, "xb")  # type: ignore[return-value]
+    return path.open("xb")
+
+
+def _archive_to_file(connection: Connection, name: str, path: Path) -> ArchiveResult:
+    if path.exists():
+        raise InvalidInput(f"{path} already exists; choose a new file name")
+    quoted = _quote(connection, name)
+    expected = connection.execute(text(f"SELECT count(*) FROM {quoted}")).scalar_one()
+    driver: Any = connection.connection.driver_connection
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with _open(partial, path.suffix == ".gz") as out, driver.cursor() as cursor:
+            query = f"SELECT * FROM {quoted} ORDER BY global_position"
+            with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv, HEADER)") as copy:
+                for chunk in copy:
+                    out.write(chunk)
+            written = cursor.rowcount
+            out.flush()
+        if written != expected:
+            raise InvalidInput(f"exported {written} rows of {name} but it holds {expected}")
+        partial.rename(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    connection.execute(text(f"DROP TABLE {quoted}"))
+    return ArchiveResult(name, int(expected), str(path))

@@ -3,7 +3,8 @@
 ``database_url()`` answers ``CQRS_DATABASE_URL`` when it is set, otherwise it
 starts (once per process) an embedded PostgreSQL 16 from the ``pgserver``
 package in ``.cqrs/pgdata`` and answers its URL. ``isolated_schema`` gives one
-caller a fresh schema with the toolkit's tables, dropped afterwards.
+caller a fresh schema with the toolkit's tables, made the way production makes
+them (the ``cqrs`` Alembic branch), dropped afterwards.
 
     >>> url = database_url()                     # doctest: +SKIP
     >>> with isolated_schema(url) as engine:     # doctest: +SKIP
@@ -24,7 +25,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from cqrs.config import Settings, normalise_url
 from cqrs.errors import ConfigurationError
-from cqrs.schema import create_schema
+from cqrs.migrations.commands import upgrade
 
 _embedded: Any = None
 
@@ -75,8 +76,9 @@ def isolated_schema(
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         engine = schema_engine(url, schema, **engine_kwargs)
         try:
-            with engine.begin() as conn:
-                create_schema(conn, settings)
+            with engine.connect() as conn:
+                upgrade(conn, settings)
+                conn.commit()
             yield engine
         finally:
             engine.dispose()

@@ -1,0 +1,276 @@
+"""Public: move an unpartitioned events table into the partitioned layout.
+
+The recipe (``docs/guides/migrating-legacy-events.md``): build a partitioned
+shadow table ``events_shadow`` with the partitions the old rows need, copy
+the rows across in id order, then - under a lock that stops writers but not
+readers - copy the last rows, fill ``streams``, check the counts, and swap
+names: the old table becomes ``events_legacy`` (kept, never dropped), the
+shadow becomes ``events``. Given an ``Engine``, the bulk copy runs in batches
+of its own transactions while the old table stays in use, and a second run
+resumes where the first stopped; given a ``Connection``, everything happens in
+the caller's transaction.
+
+The old layout (the origin document's)::
+
+    events(id bigserial, event_id uuid unique, event_type, aggregate_id,
+           aggregate_type, event_data jsonb, metadata jsonb, version int,
+           created_at timestamptz)
+
+    >>> import_legacy_events(engine)  # doctest: +SKIP
+    LegacyImportResult(events=120000, streams=9000, partitions=[...])
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import attrs
+from sqlalchemy import Connection, Engine, MetaData, Table, text
+from sqlalchemy.schema import CreateSequence
+from sqlalchemy.sql.elements import quoted_name
+
+from cqrs.config import Settings
+from cqrs.errors import LegacyImportError
+from cqrs.store import partitions
+from cqrs.store import tables as store_tables
+from cqrs.store.base import NAMING_CONVENTION
+
+SHADOW = "events_shadow"
+COLUMNS = (
+    "id",
+    "event_id",
+    "event_type",
+    "aggregate_id",
+    "aggregate_type",
+    "event_data",
+    "metadata",
+    "version",
+    "created_at",
+)
+IMPORTED_TRANSACTION_ID = 1
+"""Imported events carry this ``transaction_id``: they sort before anything appended
+later, in the old table's id order (``global_position`` keeps the old id)."""
+
+_COPY = f"""
+INSERT INTO {SHADOW} (global_position, transaction_id, event_id, stream_id, stream_type,
+                      version, event_type, schema_version, data, metadata, recorded_at)
+SELECT l.id, '{IMPORTED_TRANSACTION_ID}'::xid8, COALESCE(l.event_id, gen_random_uuid()),
+       l.aggregate_id::text, l.aggregate_type, l.version, l.event_type, 1,
+       COALESCE(l.event_data, '{{}}'::jsonb), COALESCE(l.metadata, '{{}}'::jsonb), l.created_at
+FROM __SOURCE__ l WHERE l.id > :after AND l.id <= :upto ORDER BY l.id
+"""
+
+_STREAMS = """
+INSERT INTO streams (stream_id, stream_type, version, created_at)
+SELECT l.aggregate_id::text, (array_agg(l.aggregate_type ORDER BY l.version DESC))[1],
+       max(l.version), min(l.created_at)
+FROM __SOURCE__ l GROUP BY l.aggregate_id
+"""
+
+
+@attrs.frozen
+class LegacyImportResult:
+    """How many events and streams were imported, and the partitions made for them."""
+
+    events: int
+    streams: int
+    partitions: list[str]
+
+
+def import_legacy_events(
+    bind: Engine | Connection,
+    *,
+    source: str = "events",
+    settings: Settings | None = None,
+    keep_source_as: str = "events_legacy",
+    batch_size: int = 50_000,
+    today: date | None = None,
+) -> LegacyImportResult:
+    """Import ``source`` into a partitioned ``events`` and swap; see the module doc.
+
+    Raises ``LegacyImportError`` (nothing swapped, the old table untouched) when
+    the table is missing or partitioned already, lacks a column, has ``NULL``
+    stream ids, versions or times, or holds two rows for one
+    ``(aggregate_id, version)``.
+    """
+    settings = settings or Settings()
+    if isinstance(bind, Connection):
+        _prepare(bind, source, keep_source_as, settings, today)
+        _copy(bind, source, batch_size)
+        return _finish(bind, source, keep_source_as, settings, today)
+    with bind.begin() as conn:
+        _prepare(conn, source, keep_source_as, settings, today)
+    while True:
+        with bind.begin() as conn:
+            if not _copy(conn, source, batch_size, batches=1):
+                break
+    with bind.begin() as conn:
+        return _finish(conn, source, keep_source_as, settings, today)
+
+
+def _quote(conn: Connection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+def _exists(conn: Connection, name: str) -> str | None:
+    """The relkind of ``name`` in the current schema, or ``None``."""
+    return conn.execute(
+        text(
+            "SELECT relkind::text FROM pg_class "
+            "WHERE relname = :n AND relnamespace = current_schema()::regnamespace"
+        ),
+        {"n": name},
+    ).scalar_one_or_none()
+
+
+def _validate(conn: Connection, source: str, keep_source_as: str) -> None:
+    kind = _exists(conn, source)
+    if kind is None:
+        raise LegacyImportError(f"no table {source!r} in the current schema to import")
+    if kind != "r":
+        raise LegacyImportError(
+            f"{source!r} is not a plain table (relkind {kind!r}): it is partitioned already "
+            "or not a table; nothing to import"
+        )
+    if _exists(conn, keep_source_as) is not None:
+        raise LegacyImportError(
+            f"{keep_source_as!r} exists already; drop it or pass another keep_source_as"
+        )
+    target = _exists(conn, store_tables.events.name)
+    if source != store_tables.events.name and target is not None:
+        raise LegacyImportError(
+            "an events table exists already; import into an empty schema, or name "
+            "the old table as source='events'"
+        )
+    found = set(
+        conn.execute(
+            text(
+                "SELECT attname FROM pg_attribute "
+                "WHERE attrelid = to_regclass(:t) AND attnum > 0 AND NOT attisdropped"
+            ),
+            {"t": source},
+        ).scalars()
+    )
+    missing = [c for c in COLUMNS if c not in found]
+    if missing:
+        raise LegacyImportError(f"{source!r} lacks the columns {missing}; rename or add them")
+    q = _quote(conn, source)
+    nulls = conn.execute(
+        text(
+            f"SELECT count(*) FROM {q} WHERE aggregate_id IS NULL OR version IS NULL "
+            "OR created_at IS NULL OR aggregate_type IS NULL OR event_type IS NULL"
+        )
+    ).scalar_one()
+    if nulls:
+        raise LegacyImportError(
+            f"{nulls} rows of {source!r} have NULL aggregate_id, aggregate_type, event_type, "
+            "version or created_at; fill them in first"
+        )
+    dupes = conn.execute(
+        text(
+            f"SELECT aggregate_id::text, version FROM {q} GROUP BY aggregate_id, version "
+            "HAVING count(*) > 1 ORDER BY 1, 2 LIMIT 5"
+        )
+    ).all()
+    if dupes:
+        shown = ", ".join(f"({a!r}, {v})" for a, v in dupes)
+        raise LegacyImportError(
+            f"{source!r} holds several rows for one (aggregate_id, version): {shown}; the old "
+            "MAX(version)+1 publisher raced. Renumber those streams' versions, then import"
+        )
+
+
+def _shadow_table(settings: Settings) -> Table:
+    from cqrs.schema import events_table_for
+
+    table = events_table_for(settings).to_metadata(
+        MetaData(naming_convention=NAMING_CONVENTION), name=SHADOW
+    )
+    for index in table.indexes:
+        index.name = quoted_name(f"{index.name}_shadow", None)
+    table.primary_key.name = quoted_name(f"pk_{SHADOW}", None)
+    return table
+
+
+def _prepare(
+    conn: Connection, source: str, keep: str, settings: Settings, today: date | None
+) -> None:
+    from cqrs.schema import metadata
+
+    _validate(conn, source, keep)
+    conn.execute(CreateSequence(store_tables.global_position_seq, if_not_exists=True))
+    others = [t for t in metadata.sorted_tables if t.name != store_tables.events.name]
+    metadata.create_all(conn, tables=others, checkfirst=True)
+    if _exists(conn, SHADOW) is None:
+        _shadow_table(settings).create(conn)
+    _partitions(conn, source, settings, today)
+
+
+def _partitions(conn: Connection, source: str, settings: Settings, today: date | None) -> list[str]:
+    if settings.partitioning == "hash":
+        return partitions.ensure_hash(conn, settings.hash_partitions, parent=SHADOW)
+    first, last, now = conn.execute(
+        text(
+            "SELECT (min(created_at) AT TIME ZONE 'UTC')::date, "
+            "(max(created_at) AT TIME ZONE 'UTC')::date, (now() AT TIME ZONE 'UTC')::date "
+            f"FROM {_quote(conn, source)}"
+        )
+    ).one()
+    now = today or now
+    first = min(first or now, now).replace(day=1)
+    last = max(last or now, now)
+    count = (last.year - first.year) * 12 + last.month - first.month + 1 + settings.months_ahead
+    return partitions.ensure_months(conn, first, count, parent=SHADOW)
+
+
+def _copy(conn: Connection, source: str, batch_size: int, batches: int | None = None) -> int:
+    """Copy rows not yet in the shadow, ``batches`` batches at most; answer how many."""
+    sql = text(_COPY.replace("__SOURCE__", _quote(conn, source)))
+    copied = 0
+    while batches is None or batches > 0:
+        after = conn.execute(text(f"SELECT COALESCE(max(global_position), 0) FROM {SHADOW}"))
+        start = after.scalar_one()
+        upto = conn.execute(
+            text(
+                f"SELECT max(id) FROM (SELECT id FROM {_quote(conn, source)} WHERE id > :a "
+                "ORDER BY id LIMIT :n) b"
+            ),
+            {"a": start, "n": batch_size},
+        ).scalar_one()
+        if upto is None:
+            break
+        copied += conn.execute(sql, {"after": start, "upto": upto}).rowcount
+        if batches is not None:
+            batches -= 1
+    return copied
+
+
+def _finish(
+    conn: Connection, source: str, keep: str, settings: Settings, today: date | None
+) -> LegacyImportResult:
+    q = _quote(conn, source)
+    conn.execute(text(f"LOCK TABLE {q} IN SHARE ROW EXCLUSIVE MODE"))
+    _validate(conn, source, keep)
+    made = _partitions(conn, source, settings, today)
+    _copy(conn, source, batch_size=1_000_000)
+    legacy = conn.execute(text(f"SELECT count(*) FROM {q}")).scalar_one()
+    imported = conn.execute(text(f"SELECT count(*) FROM {SHADOW}")).scalar_one()
+    if legacy != imported:
+        raise LegacyImportError(
+            f"{source!r} holds {legacy} rows but {imported} were copied (were rows deleted or "
+            "renumbered during the import?); nothing was swapped, run the import again"
+        )
+    streams = conn.execute(text(_STREAMS.replace("__SOURCE__", q))).rowcount
+    conn.execute(text(f"ALTER TABLE {q} RENAME TO {_quote(conn, keep)}"))
+    conn.execute(text(f"ALTER TABLE {SHADOW} RENAME TO {store_tables.events.name}"))
+    conn.execute(text(f"ALTER TABLE events RENAME CONSTRAINT pk_{SHADOW} TO pk_events"))
+    for index in store_tables.events.indexes:
+        conn.execute(text(f"ALTER INDEX {index.name}_shadow RENAME TO {index.name}"))
+    conn.execute(
+        text(
+            "SELECT setval('events_global_position_seq', "
+            "GREATEST((SELECT max(global_position) FROM events), 1))"
+        )
+    )
+    names = [p.name for p in partitions.list_partitions(conn)]
+    return LegacyImportResult(int(imported), int(streams), sorted(set(names) | set(made)))
