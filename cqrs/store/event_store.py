@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection, Row, TextualSelect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -104,25 +104,21 @@ class EventStore:
             done = self._already_appended(conn, stream_id, batch.ids)
             if done is not None:
                 return done
-        params = {
+        params: dict[str, Any] = {
             "sid": stream_id,
             "stype": stream_type or default_stream_type(stream_id),
             "n": len(batch.ids),
             "expected": expected if isinstance(expected, int) else None,
-            "ids": batch.ids,
-            "types": batch.types,
-            "svs": batch.schema_versions,
-            "datas": batch.datas,
-            "metas": batch.metas,
         }
         if expected is ANY:
-            statement = sql.APPEND_ANY
+            mode = "any"
         elif expected is STREAM_EXISTS:
-            statement = sql.APPEND_EXISTING
+            mode = "existing"
         elif expected == 0 or expected is NO_STREAM:
-            statement = sql.APPEND_NEW
+            mode = "new"
         else:
-            statement = sql.APPEND_EXACT
+            mode = "exact"
+        statement = self._append_statement(mode, batch, params)
         try:
             rows: list[tuple[Any, ...]] = [tuple(r) for r in conn.execute(statement, params)]
         except IntegrityError as exc:
@@ -141,6 +137,23 @@ class EventStore:
         )  # fmt: skip
         last = recorded[-1]
         return AppendResult(stream_id, last.version, last.position, len(rows), recorded)
+
+    @staticmethod
+    def _append_statement(mode: str, batch: _Batch, params: dict[str, Any]) -> TextualSelect:
+        """The append statement for ``mode`` and the batch's shape; fills in its parameters."""
+        if len(batch.ids) == 1:
+            params.update(
+                id=batch.ids[0], type=batch.types[0], sv=batch.schema_versions[0],
+                data=batch.datas[0], meta=batch.metas[0],
+            )  # fmt: skip
+            return sql.APPEND_ONE[mode]
+        params.update(ids=batch.ids, types=batch.types, svs=batch.schema_versions)
+        chars = sum(map(len, batch.datas)) + sum(map(len, batch.metas))
+        if chars > sql.JSON_ARRAY_LIMIT:
+            params.update(datas=batch.datas, metas=batch.metas)
+            return sql.APPEND_HUGE[mode]
+        params.update(datas=f"[{','.join(batch.datas)}]", metas=f"[{','.join(batch.metas)}]")
+        return sql.APPEND_MANY[mode]
 
     def archive(self, executor: Executor, stream_id: str, *, archived: bool = True) -> None:
         """Mark a stream archived (it takes no more events) or take the mark off."""
@@ -265,6 +278,11 @@ class EventStore:
             if isinstance(item, NewEvent):
                 event, event_id, own = item.event, item.event_id, item.metadata
                 batch.explicit_ids = True
+                if not isinstance(event_id, uuid.UUID):
+                    raise errors.InvalidInput(
+                        f"NewEvent.event_id must be a uuid.UUID, got {event_id!r}; leave it out "
+                        "for a fresh UUIDv7 or pass uuid.UUID(text)"
+                    )
             elif isinstance(item, Event):
                 event, event_id, own = item, uuid7(), {}
             else:
@@ -308,8 +326,7 @@ class EventStore:
         info = self.stream_info(conn, stream_id)
         if info is not None and info.archived:
             return errors.StreamArchived(stream_id)
-        shown: object = "no stream" if expected == 0 else expected
-        return errors.ConcurrencyError(stream_id, shown, None if info is None else info.version)
+        return errors.ConcurrencyError(stream_id, expected, None if info is None else info.version)
 
     def _empty_append(self, conn: Connection, stream_id: str, expected: Expected) -> AppendResult:
         info = self.stream_info(conn, stream_id)
