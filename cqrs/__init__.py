@@ -5,6 +5,8 @@ The curated API; ``tests/test_public_api.py`` pins ``__all__``::
     from cqrs import Event, EventStore, NO_STREAM, event
 """
 
+from cqrs.aggregates import Aggregate, Repository, SnapshotIgnored, applies
+from cqrs.commands import CommandBus, CommandOutcome, RetryOnConflict, UnitOfWork
 from cqrs.config import Settings
 from cqrs.events import (
     START,
@@ -17,6 +19,16 @@ from cqrs.events import (
     event,
     uuid7,
 )
+from cqrs.projections import (
+    E,
+    FailurePolicy,
+    Projection,
+    ProjectionContext,
+    ProjectionRunner,
+    install_notify,
+    wait_for,
+)
+from cqrs.queries import Query, QueryBus
 from cqrs.schema import create_schema, drop_schema, metadata
 from cqrs.store import (
     ANY,
@@ -30,23 +42,40 @@ from cqrs.store import (
 
 __all__ = [
     "ANY",
+    "E",
     "NO_STREAM",
     "START",
     "STREAM_EXISTS",
+    "Aggregate",
     "AppendResult",
+    "CommandBus",
+    "CommandOutcome",
     "Event",
     "EventRegistry",
     "EventStore",
     "ExpectedVersion",
+    "FailurePolicy",
     "NewEvent",
     "Position",
+    "Projection",
+    "ProjectionContext",
+    "ProjectionRunner",
+    "Query",
+    "QueryBus",
     "RecordedEvent",
+    "Repository",
+    "RetryOnConflict",
     "Settings",
+    "SnapshotIgnored",
     "StreamInfo",
+    "UnitOfWork",
+    "applies",
     "create_schema",
     "default_registry",
     "drop_schema",
     "event",
+    "install_notify",
     "metadata",
     "uuid7",
+    "wait_for",
 ]

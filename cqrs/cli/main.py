@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from cqrs.errors import CqrsError
 
-COMMAND_MODULES = ("cqrs.cli.streams",)
+COMMAND_MODULES = ("cqrs.cli.streams", "cqrs.cli.partitions", "cqrs.cli.projections")
 
 
 def build_parser() -> argparse.ArgumentParser:

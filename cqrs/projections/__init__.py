@@ -1,1 +1,49 @@
-"""Public: see the modules of this package."""
+"""Public: read models: declarative projections, the runner, status, rebuilds.
+
+Definitions (``Projection``, ``E``) are apart from how they run
+(``ProjectionRunner``, ``rebuild``, dead letters)::
+
+    from cqrs.projections import E, Projection, ProjectionRunner
+"""
+
+from cqrs.projections.dead_letters import (
+    DeadLetter,
+    list_dead_letters,
+    retry_dead_letters,
+    skip_dead_letters,
+)
+from cqrs.projections.declarative import FailurePolicy, Projection, ProjectionContext
+from cqrs.projections.expr import E
+from cqrs.projections.inline import InlineProjection
+from cqrs.projections.notify import Notifier, install_notify
+from cqrs.projections.rebuild import RebuildResult, rebuild
+from cqrs.projections.runner import ProjectionRunner
+from cqrs.projections.status import (
+    HorizonHolder,
+    ShardStatus,
+    horizon_holder,
+    projection_status,
+    wait_for,
+)
+
+__all__ = [
+    "DeadLetter",
+    "E",
+    "FailurePolicy",
+    "HorizonHolder",
+    "InlineProjection",
+    "Notifier",
+    "Projection",
+    "ProjectionContext",
+    "ProjectionRunner",
+    "RebuildResult",
+    "ShardStatus",
+    "horizon_holder",
+    "install_notify",
+    "list_dead_letters",
+    "projection_status",
+    "rebuild",
+    "retry_dead_letters",
+    "skip_dead_letters",
+    "wait_for",
+]

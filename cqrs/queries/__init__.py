@@ -1,1 +1,5 @@
-"""Public: see the modules of this package."""
+"""Public: the query side's bus (see ``cqrs.queries.bus``)."""
+
+from cqrs.queries.bus import Query, QueryBus
+
+__all__ = ["Query", "QueryBus"]

@@ -1,0 +1,227 @@
+"""Internal: ``cqrs projections run|status|rebuild|dead-letters list|retry|skip``.
+
+User projections are imported with ``--module package.module:attribute``,
+where the attribute is a ``Projection``, a list of them, or a function
+returning either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from cqrs.cli.common import add_common, emit, engine_from
+from cqrs.errors import ConfigurationError
+from cqrs.projections.dead_letters import (
+    list_dead_letters,
+    retry_dead_letters,
+    skip_dead_letters,
+)
+from cqrs.projections.declarative import Projection
+from cqrs.projections.rebuild import rebuild
+from cqrs.projections.runner import ProjectionRunner
+from cqrs.projections.status import horizon_holder, projection_status
+
+
+def load_projections(spec: str) -> list[Projection]:
+    """Import ``module:attribute`` and return the projections it names."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot import {module_name!r} ({exc}); pass --module package.module:attribute "
+            "importable from the current directory"
+        ) from exc
+    value: Any = getattr(module, attribute or "projections", None)
+    if callable(value) and not isinstance(value, Projection):
+        value = value()
+    found = [value] if isinstance(value, Projection) else list(value or [])
+    if not found or not all(isinstance(p, Projection) for p in found):
+        raise ConfigurationError(
+            f"{spec!r} does not name a Projection or a list of them; "
+            "point --module at module:attribute"
+        )
+    return found
+
+
+def _pick(projections: Sequence[Projection], name: str) -> Projection:
+    for p in projections:
+        if p.name == name:
+            return p
+    raise ConfigurationError(
+        f"no projection named {name!r} in the module; it has {[p.name for p in projections]}"
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if "." not in sys.path:
+        sys.path.insert(0, ".")
+    projections = load_projections(args.module)
+    runner = ProjectionRunner(
+        engine_from(args), projections, poll_interval=args.poll, durable=not args.no_durable
+    )
+    if args.once:
+        n = runner.run_until_caught_up()
+        runner.close()
+        emit(args, {"events": n}, f"applied {n} events")
+        return 0
+    stop = threading.Event()
+    runner.stop = stop
+    runner.stop_on_signals()
+    print(f"cqrs: running {[p.name for p in projections]} (SIGTERM/Ctrl-C stops)", file=sys.stderr)
+    runner.run_forever(stop)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    engine = engine_from(args)
+    shards = projection_status(engine)
+    holder = horizon_holder(engine, min_age=args.min_age)
+    data: dict[str, Any] = {
+        "shards": [
+            {
+                "projection": s.projection, "shard": s.shard, "checkpoint": str(s.checkpoint),
+                "behind": s.behind, "last_error": s.last_error, "parked": s.parked,
+                "owner": s.owner, "updated_at": s.updated_at,
+            }
+            for s in shards
+        ],
+        "horizon_holder": None if holder is None else {
+            "pid": holder.pid, "user": holder.user, "application_name": holder.application_name,
+            "state": holder.state, "age_seconds": holder.age_seconds,
+            "transaction_id": holder.transaction_id, "query": holder.query,
+        },
+    }  # fmt: skip
+    lines = [
+        f"{'projection':<28} {'shard':>5} {'checkpoint':>22} {'behind':>8} {'parked':>6}  error"
+    ]
+    for s in shards:
+        lines.append(
+            f"{s.projection:<28} {s.shard:>5} {s.checkpoint!s:>22} {s.behind:>8} {s.parked:>6}  "
+            f"{(s.last_error or '')[:60]}"
+        )
+    if holder is not None:
+        lines.append(
+            f"read horizon held back by pid {holder.pid} ({holder.application_name or '-'}, "
+            f"{holder.state}, transaction open {holder.age_seconds:.1f}s): {holder.query!r}; "
+            "end that transaction, or set idle_in_transaction_session_timeout"
+        )
+    emit(args, data, "\n".join(lines))
+    return 0
+
+
+def _cmd_rebuild(args: argparse.Namespace) -> int:
+    if "." not in sys.path:
+        sys.path.insert(0, ".")
+    projection = _pick(load_projections(args.module), args.name)
+
+    def bar(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            filled = int(30 * done / total) if total else 30
+            sys.stderr.write(f"\rrebuild {projection.name} [{'#' * filled}{'.' * (30 - filled)}]"
+                             f" {done}/{total}")  # fmt: skip
+            sys.stderr.flush()
+
+    result = rebuild(engine_from(args), projection, progress=bar)
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    emit(
+        args,
+        {"projection": result.projection, "events": result.events,
+         "checkpoint": str(result.checkpoint), "tables": list(result.tables)},
+        f"rebuilt {result.projection} from {result.events} events; swapped in "
+        f"{', '.join(result.tables)}",
+    )  # fmt: skip
+    return 0
+
+
+def _cmd_dl_list(args: argparse.Namespace) -> int:
+    letters = list_dead_letters(engine_from(args), args.projection, stream_id=args.stream)
+    data = [
+        {"id": d.id, "projection": d.projection, "shard": d.shard, "stream_id": d.stream_id,
+         "version": d.version, "event_type": d.event_type, "position": str(d.position),
+         "error": d.error, "attempts": d.attempts, "parked_at": d.parked_at}
+        for d in letters
+    ]  # fmt: skip
+    lines = [
+        f"{d.id:>6} {d.projection:<24} {d.stream_id:<24} v{d.version:<5} {d.event_type:<24} "
+        f"{d.error[:60]}"
+        for d in letters
+    ] or ["no parked events"]
+    emit(args, data, "\n".join(lines))
+    return 0
+
+
+def _cmd_dl_retry(args: argparse.Namespace) -> int:
+    if "." not in sys.path:
+        sys.path.insert(0, ".")
+    projection = _pick(load_projections(args.module), args.projection)
+    if not args.stream and not args.ids:
+        raise ConfigurationError("say what to retry: --stream STREAM_ID or dead letter ids")
+    n = retry_dead_letters(engine_from(args), projection, stream_id=args.stream, ids=args.ids)
+    emit(args, {"applied": n}, f"applied {n} parked events")
+    return 0
+
+
+def _cmd_dl_skip(args: argparse.Namespace) -> int:
+    n = skip_dead_letters(engine_from(args), args.projection, args.ids)
+    emit(args, {"skipped": n}, f"skipped {n} parked events")
+    return 0
+
+
+def register(sub: Any) -> None:
+    group = sub.add_parser("projections", help="run and operate projections")
+    commands = group.add_subparsers(required=True, metavar="ACTION")
+
+    run = commands.add_parser("run", help="catch up, then follow the log (SIGTERM stops)")
+    run.add_argument("--module", required=True, help="package.module:attribute of projections")
+    run.add_argument("--poll", type=float, default=0.5, help="polling interval in seconds")
+    run.add_argument("--once", action="store_true", help="stop when caught up")
+    run.add_argument(
+        "--no-durable", action="store_true",
+        help="commit batches with synchronous_commit=off (lower latency; see the guide)",
+    )  # fmt: skip
+    add_common(run)
+    run.set_defaults(func=_cmd_run)
+
+    status = commands.add_parser("status", help="checkpoints, lag, errors, horizon holder")
+    status.add_argument(
+        "--min-age", type=float, default=1.0,
+        help="report a horizon holder whose transaction is older than this (seconds)",
+    )  # fmt: skip
+    add_common(status)
+    status.set_defaults(func=_cmd_status)
+
+    rb = commands.add_parser("rebuild", help="rebuild into shadow tables and swap")
+    rb.add_argument("name")
+    rb.add_argument("--module", required=True, help="package.module:attribute of projections")
+    add_common(rb)
+    rb.set_defaults(func=_cmd_rebuild)
+
+    dl = commands.add_parser("dead-letters", help="parked events").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    ls = dl.add_parser("list", help="list parked events")
+    ls.add_argument("--projection")
+    ls.add_argument("--stream")
+    add_common(ls)
+    ls.set_defaults(func=_cmd_dl_list)
+
+    retry = dl.add_parser("retry", help="apply a stream's parked events again")
+    retry.add_argument("ids", nargs="*", type=int, help="dead letter ids (their streams retry)")
+    retry.add_argument("--projection", required=True)
+    retry.add_argument("--stream")
+    retry.add_argument("--module", required=True, help="package.module:attribute of projections")
+    add_common(retry)
+    retry.set_defaults(func=_cmd_dl_retry)
+
+    skip = dl.add_parser("skip", help="drop parked events without applying them")
+    skip.add_argument("ids", nargs="+", type=int)
+    skip.add_argument("--projection", required=True)
+    add_common(skip)
+    skip.set_defaults(func=_cmd_dl_skip)

@@ -1,0 +1,203 @@
+"""Internal: one runner batch, one transaction.
+
+``run_batch`` takes the transaction-scoped advisory lock of (projection,
+shard) without waiting and reads the checkpoint and the next events through
+the gap-free cursor (one statement, ``sql.read_batch``), applies them
+set-based, parks events of parked streams, and moves the checkpoint by
+compare-and-set. Read-model rows and the checkpoint commit together, so every
+event's effects happen exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+from sqlalchemy import Connection, Table
+
+from cqrs.events.model import START, Position
+from cqrs.projections import sql
+from cqrs.projections.declarative import Projection
+from cqrs.store.event_store import EventStore
+
+PARKED_BEHIND = "parked behind an earlier failure in this stream"
+
+
+@attrs.frozen
+class Target:
+    """Where a batch reads and writes: a projection's shard, or a rebuild's shadow."""
+
+    projection: Projection
+    shard: int = 0
+    name: str = ""
+    shards: int = 0
+    table_map: Mapping[Table, Table] = attrs.field(factory=dict)
+    durable: bool = True
+
+    @property
+    def checkpoint_name(self) -> str:
+        return self.name or self.projection.name
+
+    @property
+    def shard_count(self) -> int:
+        return self.shards or self.projection.shards
+
+
+@attrs.frozen
+class Outcome:
+    """What one batch did."""
+
+    locked: bool
+    applied: int = 0
+    parked: int = 0
+    full: bool = False
+    checkpoint: Position = START
+
+    @property
+    def processed(self) -> int:
+        return self.applied + self.parked
+
+
+class CheckpointMoved(Exception):
+    """Another process moved the checkpoint under us (the CAS failed)."""
+
+
+def park(conn: Connection, target: Target, row: Sequence[Any], error: str, attempts: int) -> None:
+    event_id, stream_id, _, version, xid, pos, etype = row[:7]
+    conn.execute(
+        sql.PARK,
+        {
+            "p": target.checkpoint_name, "s": target.shard, "sid": stream_id, "eid": event_id,
+            "xid": xid, "pos": pos, "version": version, "etype": etype, "err": error[:4000],
+            "attempts": attempts,
+        },
+    )  # fmt: skip
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def run_batch(
+    conn: Connection,
+    store: EventStore,
+    target: Target,
+    *,
+    isolate: bool = False,
+    attempts: int = 1,
+    wait_lock: bool = False,
+    limit: int | None = None,
+) -> Outcome:
+    """Run one batch for ``target`` in its own transaction on ``conn``.
+
+    ``isolate`` applies event by event in savepoints and parks the ones that
+    fail (the failure policy's last step).
+    """
+    with conn.begin():
+        return batch_body(
+            conn, store, target, isolate=isolate, attempts=attempts, wait_lock=wait_lock,
+            limit=limit,
+        )  # fmt: skip
+
+
+def batch_body(
+    conn: Connection,
+    store: EventStore,
+    target: Target,
+    *,
+    isolate: bool = False,
+    attempts: int = 1,
+    wait_lock: bool = False,
+    limit: int | None = None,
+) -> Outcome:
+    """``run_batch`` inside the caller's transaction (a rebuild's swap uses it)."""
+    name, shard = target.checkpoint_name, target.shard
+    projection = target.projection
+    limit = limit or projection.batch_size
+    if wait_lock:
+        conn.execute(sql.LOCK, {"p": name, "s": shard})
+    types = projection.event_types()
+    sharded = target.shard_count > 1
+    params: dict[str, Any] = {
+        "p": name, "s": shard, "lim": limit, "types": types, "shards": target.shard_count,
+        "fast": not target.durable,
+    }  # fmt: skip
+    rows = conn.execute(sql.READ_BATCH[(types is not None, sharded)], params).all()
+    if not rows[0][0]:
+        return Outcome(locked=False)
+    horizon = int(rows[0][1])
+    if rows[0][2] is None:
+        conn.execute(sql.ENSURE_CHECKPOINT, {"p": name, "s": shard})
+        checkpoint = START
+    else:
+        checkpoint = Position(int(rows[0][2]), int(rows[0][3]))
+    raw = [tuple(r)[5:] for r in rows if r[5] is not None]
+    parked_streams = {r[6] for r in rows if r[5] is not None and r[4]}
+    applied = parked = 0
+    errors: list[str] = []
+    if isolate:
+        applied, parked = _isolated(conn, store, target, raw, parked_streams, attempts, errors)
+    else:
+        live = [r for r in raw if r[1] not in parked_streams]
+        for r in raw:
+            if r[1] in parked_streams:
+                park(conn, target, r, PARKED_BEHIND, 0)
+                parked += 1
+        events = [store.decode(r) for r in live]
+        projection.apply(conn, events, table_map=target.table_map)
+        applied = len(events)
+    new = checkpoint
+    if raw:
+        new = Position(int(raw[-1][4]), int(raw[-1][5]))
+    full = len(raw) >= limit
+    if not full:
+        new = max(new, Position(horizon - 1, sql.MAX_POSITION))
+    if new != checkpoint:
+        result = conn.execute(
+            sql.CAS_CHECKPOINT,
+            {
+                "p": name, "s": shard, "nx": str(new.transaction_id),
+                "np": new.global_position, "ox": str(checkpoint.transaction_id),
+                "op": checkpoint.global_position,
+                "clear": applied > 0 and not errors, "err": errors[0] if errors else None,
+            },
+        )  # fmt: skip
+        if result.rowcount != 1:
+            raise CheckpointMoved(name)
+    return Outcome(True, applied, parked, full, new)
+
+
+def _isolated(
+    conn: Connection,
+    store: EventStore,
+    target: Target,
+    raw: Sequence[Sequence[Any]],
+    parked_streams: set[str],
+    attempts: int,
+    errors: list[str],
+) -> tuple[int, int]:
+    from sqlalchemy.exc import DBAPIError
+
+    applied = parked = 0
+    for r in raw:
+        if r[1] in parked_streams:
+            park(conn, target, r, PARKED_BEHIND, 0)
+            parked += 1
+            continue
+        savepoint = conn.begin_nested()
+        try:
+            event = store.decode(tuple(r))
+            target.projection.apply(conn, [event], table_map=target.table_map)
+        except Exception as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise
+            savepoint.rollback()
+            errors.append(describe(exc))
+            park(conn, target, r, errors[-1], attempts)
+            parked_streams.add(r[1])
+            parked += 1
+        else:
+            savepoint.commit()
+            applied += 1
+    return applied, parked

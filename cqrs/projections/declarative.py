@@ -1,0 +1,388 @@
+"""Public: ``Projection``, read models declared against your ORM classes.
+
+A projection maps event types to row writes, declaratively or with a function;
+the same definition runs inline (``apply_inline``, inside the writer's
+transaction) or in the runner (``ProjectionRunner``), and a batch of events
+becomes a few set-based statements either way::
+
+    summary = Projection("order_summary", OrderSummary)
+    summary.on(OrderPlaced).upsert(order_id=E.order_id, status="placed", total=E.total)
+    summary.on(OrderCancelled).update(key=E.order_id, status="cancelled")
+    summary.on(OrderPurged).delete(key=E.order_id)
+    summary.on(ItemAdded).update(key=E.order_id, items=OrderSummary.items + 1)
+
+    @summary.on(OrderShipped)
+    def _(e: RecordedEvent[OrderShipped], ctx: ProjectionContext) -> None:
+        ctx.update(OrderSummary, e.event.order_id, status="shipped")
+
+Handlers of one event run in the order they were declared; events apply in
+log order. ``into=`` on ``on`` writes a declarative rule into another model, so
+one projection can feed several tables (a customer view fed by order and
+payment streams).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+import attrs
+from sqlalchemy import BindParameter, Connection, Table, bindparam, inspect
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.visitors import replacement_traverse
+
+from cqrs.errors import ProjectionError
+from cqrs.events.model import Event, RecordedEvent
+from cqrs.events.registry import EventRegistry, default_registry
+from cqrs.projections.expr import Expr, lift
+from cqrs.projections.writes import BatchWriter, Kind, Write
+
+EV = TypeVar("EV", bound=Event)
+Recorded = RecordedEvent[Event]
+Model = type[Any] | Table
+Handler = Callable[[Recorded, "ProjectionContext"], None]
+
+
+def table_of(model: Model) -> Table:
+    """The ``Table`` behind an ORM class (or the table itself)."""
+    if isinstance(model, Table):
+        return model
+    try:
+        table = inspect(model).local_table
+    except Exception:
+        raise ProjectionError(
+            f"{model!r} is neither an ORM-mapped class nor a Table; "
+            "pass your read-model class (a DeclarativeBase subclass)"
+        ) from None
+    if not isinstance(table, Table):
+        raise ProjectionError(f"{model!r} is not mapped to a single table")
+    return table
+
+
+def _check_columns(table: Table, names: Iterable[str]) -> None:
+    unknown = [n for n in names if n not in table.c]
+    if unknown:
+        raise ProjectionError(
+            f"table {table.name!r} has no column(s) {unknown}; "
+            f"its columns are {[c.name for c in table.c]}"
+        )
+
+
+def _as_key(table: Table, key: Any) -> tuple[Any, ...]:
+    parts = key if isinstance(key, tuple) else (key,)
+    width = len(table.primary_key.columns)
+    if width == 0:
+        raise ProjectionError(f"table {table.name!r} has no primary key; give it one")
+    if len(parts) != width:
+        raise ProjectionError(
+            f"table {table.name!r} has a {width}-column primary key "
+            f"{[c.name for c in table.primary_key.columns]}; pass a key of {width} value(s)"
+        )
+    return tuple(parts)
+
+
+def _split(values: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
+    plain = {k: v for k, v in values.items() if not isinstance(v, ColumnElement)}
+    sql = tuple((k, v) for k, v in values.items() if isinstance(v, ColumnElement))
+    return plain, sql
+
+
+def make_write(kind: Kind, table: Table, key: Any, values: Mapping[str, Any]) -> Write:
+    """Validate and build one row write (used by rules and by ``ProjectionContext``)."""
+    _check_columns(table, values)
+    plain, sql = _split(values)
+    if kind == "upsert":
+        if sql:
+            raise ProjectionError(
+                f"upsert into {table.name!r}: SQL expressions {[k for k, _ in sql]} need an "
+                "existing row; use .update(...) for them"
+            )
+        pk = [c.name for c in table.primary_key.columns]
+        missing = [n for n in pk if n not in plain]
+        if missing:
+            raise ProjectionError(
+                f"upsert into {table.name!r} gives no value for primary key column(s) "
+                f"{missing}; map every primary key column"
+            )
+        return Write("upsert", table, tuple(plain[n] for n in pk), plain)
+    return Write(kind, table, _as_key(table, key), plain, sql)
+
+
+def _bind_event_values(
+    sql: tuple[tuple[str, ColumnElement[Any]], ...],
+) -> tuple[tuple[tuple[str, ColumnElement[Any]], ...], dict[str, Expr]]:
+    """Turn ``E`` expressions inside SQL expressions into named bind parameters."""
+    found: dict[str, Expr] = {}
+
+    def replace(element: Any) -> Any:
+        if isinstance(element, BindParameter) and isinstance(element.value, Expr):
+            name = f"x_{len(found)}"
+            found[name] = element.value
+            return bindparam(name, type_=element.type)
+        return None
+
+    out = tuple((k, replacement_traverse(v, {}, replace)) for k, v in sql)  # type: ignore[call-overload]
+    return out, found
+
+
+@attrs.frozen
+class _Rule:
+    """A declarative write: expressions evaluated per event."""
+
+    kind: Kind
+    table: Table
+    key: tuple[Expr, ...]
+    values: Mapping[str, Expr]
+    sql: tuple[tuple[str, ColumnElement[Any]], ...]
+    params: Mapping[str, Expr]
+
+    def __call__(self, recorded: Recorded, ctx: ProjectionContext) -> None:
+        plain = {name: expr.evaluate(recorded) for name, expr in self.values.items()}
+        params = {name: expr.evaluate(recorded) for name, expr in self.params.items()}
+        if self.kind == "upsert":
+            pk = [c.name for c in self.table.primary_key.columns]
+            key = tuple(plain[n] for n in pk)
+        else:
+            key = tuple(e.evaluate(recorded) for e in self.key)
+        ctx.writer.add(Write(self.kind, self.table, key, plain, self.sql, params))
+
+
+class ProjectionContext:
+    """What a function handler gets next to the event: row writes and the connection.
+
+    ``upsert``/``update``/``delete`` join the batch's set-based statements;
+    ``session`` and ``connection`` first flush everything queued so far, so a
+    handler that queries sees the effects of earlier events.
+    """
+
+    def __init__(self, writer: BatchWriter, session: Session | None = None) -> None:
+        self.writer = writer
+        self._session = session
+
+    def table(self, model: Model) -> Table:
+        """The table a model's rows go to (a shadow copy during a rebuild)."""
+        table = table_of(model)
+        return self.writer.table_map.get(table, table)
+
+    def upsert(self, model: Model, **values: Any) -> None:
+        """Insert the row, or update it when its primary key exists."""
+        self.writer.add(make_write("upsert", table_of(model), None, values))
+
+    def update(self, model: Model, key: Any, **values: Any) -> None:
+        """Update the row with primary key ``key`` (a tuple for composite keys).
+
+        Values may be SQL expressions on the row, e.g. ``Summary.count + 1``.
+        """
+        self.writer.add(make_write("update", table_of(model), key, values))
+
+    def delete(self, model: Model, key: Any) -> None:
+        """Delete the row with primary key ``key``."""
+        self.writer.add(make_write("delete", table_of(model), key, {}))
+
+    def flush(self) -> None:
+        """Send queued writes (and the ORM session's pending changes) to the database."""
+        if self._session is not None:
+            self._session.flush()
+        self.writer.flush()
+
+    @property
+    def connection(self) -> Connection:
+        """The batch's connection, with every queued write already executed."""
+        self.flush()
+        return self.writer.connection
+
+    @property
+    def session(self) -> Session:
+        """An ORM session in the batch's transaction (not redirected by rebuilds)."""
+        self.flush()
+        if self._session is None:
+            self._session = Session(bind=self.writer.connection, autoflush=True)
+        return self._session
+
+
+class On(Generic[EV]):
+    """The handlers of some event types in one projection (returned by ``Projection.on``)."""
+
+    def __init__(self, projection: Projection, types: tuple[type[EV], ...], into: Model | None):
+        self.projection = projection
+        self.types = types
+        self.into = into
+
+    def _table(self) -> Table:
+        if self.into is not None:
+            return table_of(self.into)
+        if not self.projection.models:
+            raise ProjectionError(
+                f"projection {self.projection.name!r} has no model: pass one to "
+                "Projection(name, Model) or use .on(Event, into=Model)"
+            )
+        return table_of(self.projection.models[0])
+
+    def _rule(self, kind: Kind, key: Any, values: Mapping[str, Any]) -> On[EV]:
+        table = self._table()
+        _check_columns(table, values)
+        plain, sql = _split(values)
+        if kind == "upsert":
+            make_write("upsert", table, None, values)  # validates the key and the values
+            key_exprs: tuple[Expr, ...] = ()
+        else:
+            key_exprs = tuple(lift(k) for k in _as_key(table, key))
+        bound, params = _bind_event_values(sql)
+        values_ = {k: lift(v) for k, v in plain.items()}
+        rule = _Rule(kind, table, key_exprs, values_, bound, params)
+        self.projection._add(self.types, rule)
+        return self
+
+    def upsert(self, **values: Any) -> On[EV]:
+        """Insert or update a row; every primary key column must be mapped."""
+        return self._rule("upsert", None, values)
+
+    def update(self, key: Any, **values: Any) -> On[EV]:
+        """Update the row with primary key ``key``; values may be SQL expressions."""
+        return self._rule("update", key, values)
+
+    def delete(self, key: Any) -> On[EV]:
+        """Delete the row with primary key ``key``."""
+        return self._rule("delete", key, {})
+
+    def __call__(
+        self, fn: Callable[[RecordedEvent[EV], ProjectionContext], None]
+    ) -> Callable[[RecordedEvent[EV], ProjectionContext], None]:
+        """Register ``fn(recorded_event, ctx)`` as a handler (the function form)."""
+        self.projection._add(self.types, fn)  # type: ignore[arg-type]
+        return fn
+
+
+@attrs.frozen
+class FailurePolicy:
+    """What the runner does when applying an event fails.
+
+    It retries the batch ``retries`` times, sleeping ``backoff`` seconds doubled
+    each time up to ``max_backoff``; then it parks the failing event and the
+    later events of its stream in ``dead_letters`` and goes on with the others.
+    """
+
+    retries: int = 3
+    backoff: float = 0.1
+    max_backoff: float = 5.0
+
+
+class Projection:
+    """A named read model: event handlers plus the tables they write.
+
+    ``shards`` splits the runner's work by hash of stream id; ``batch_size``
+    caps the events per transaction; ``policy`` is the failure policy.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *models: Model,
+        shards: int = 1,
+        batch_size: int = 500,
+        policy: FailurePolicy | None = None,
+        registry: EventRegistry | None = None,
+    ) -> None:
+        if not name or not isinstance(name, str) or len(name) > 100:
+            raise ProjectionError(f"projection name must be a 1-100 character string: {name!r}")
+        if shards < 1 or batch_size < 1:
+            raise ProjectionError(
+                f"projection {name!r}: shards and batch_size must be >= 1 "
+                f"(got {shards}, {batch_size})"
+            )
+        self.name = name
+        self.models = models
+        self.shards = shards
+        self.batch_size = batch_size
+        self.policy = policy or FailurePolicy()
+        self.registry = registry or default_registry
+        self._handlers: dict[type[Event], list[Handler]] = {}
+        self._tables: list[Table] = [table_of(m) for m in models]
+        self._types: tuple[list[str] | None] | None = None
+        self._dispatch: dict[type[Event], list[Handler]] = {}
+
+    def __repr__(self) -> str:
+        return f"Projection({self.name!r})"
+
+    def on(self, *types: type[EV], into: Model | None = None) -> On[EV]:
+        """Declare what ``types`` do to the read model (``.upsert``, ``.update``, ... or ``@``)."""
+        if not types:
+            raise ProjectionError(f"projection {self.name!r}: on() needs at least one event type")
+        for t in types:
+            if not (isinstance(t, type) and issubclass(t, Event)):
+                raise ProjectionError(f"projection {self.name!r}: on({t!r}) takes @event classes")
+        if into is not None and table_of(into) not in self._tables:
+            self._tables.append(table_of(into))
+        return On(self, types, into)
+
+    def _add(self, types: Sequence[type[Event]], handler: Handler) -> None:
+        self._types = None
+        self._dispatch.clear()
+        for t in types:
+            self._handlers.setdefault(t, []).append(handler)
+        if isinstance(handler, _Rule) and handler.table not in self._tables:
+            self._tables.append(handler.table)
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        """Every table this projection writes (rebuild copies these)."""
+        return tuple(self._tables)
+
+    @property
+    def handled(self) -> tuple[type[Event], ...]:
+        return tuple(self._handlers)
+
+    def event_types(self) -> list[str] | None:
+        """Stored type names this projection reads (aliases included); ``None`` = all."""
+        if self._types is None:
+            self._types = (self._event_types(),)
+        return self._types[0]
+
+    def _event_types(self) -> list[str] | None:
+        if Event in self._handlers:
+            return None
+        names = set()
+        for name in self.registry.names():
+            cls = self.registry.resolve(name)
+            if cls is not None and any(issubclass(cls, t) for t in self._handlers):
+                names.add(name)
+        for t in self._handlers:
+            names.add(t.event_type)
+        return sorted(names)
+
+    def handlers_for(self, cls: type[Event]) -> list[Handler]:
+        """The handlers an event of class ``cls`` runs, in order (base-class ones included)."""
+        found = self._dispatch.get(cls)
+        if found is None:
+            found = []
+            for base in cls.__mro__:
+                found.extend(self._handlers.get(base, ()))
+            self._dispatch[cls] = found
+        return found
+
+    def apply(
+        self,
+        connection: Connection,
+        events: Sequence[Recorded],
+        *,
+        session: Session | None = None,
+        table_map: Mapping[Table, Table] | None = None,
+    ) -> int:
+        """Apply ``events`` (log order) on ``connection``; returns the statements sent."""
+        writer = BatchWriter(connection, table_map)
+        ctx = ProjectionContext(writer, session)
+        try:
+            for recorded in events:
+                for handler in self.handlers_for(type(recorded.event)):
+                    handler(recorded, ctx)
+            ctx.flush()
+        finally:
+            if session is None and ctx._session is not None:
+                ctx._session.close()
+        return writer.statements
+
+    def apply_inline(self, session: Session, events: Sequence[Recorded]) -> None:
+        """The :class:`~cqrs.projections.inline.InlineProjection` entry: same transaction."""
+        session.flush()
+        self.apply(session.connection(), events, session=session)

@@ -1,0 +1,301 @@
+"""Public: ``ProjectionRunner``, which keeps read models up with the log.
+
+It catches up from each (projection, shard) checkpoint, then follows the log
+live: woken by the coalesced ``NOTIFY`` hint (see ``install_notify``), and
+polling every ``poll_interval`` seconds whatever happens. Each batch is one
+transaction (see ``cqrs.projections.batch``). A killed connection or a
+restarting database makes it reconnect with backoff; a failing handler goes
+through the projection's ``FailurePolicy``::
+
+    runner = ProjectionRunner(engine, [summary])
+    runner.run_until_caught_up()          # tests, scripts
+    stop = threading.Event()
+    runner.run_forever(stop)              # a service; stop.set() ends it after the batch
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from cqrs.config import Settings
+from cqrs.errors import ProjectionError
+from cqrs.projections import sql
+from cqrs.projections.batch import CheckpointMoved, Outcome, Target, describe, run_batch
+from cqrs.projections.declarative import Projection
+from cqrs.projections.leases import LeaseKeeper
+from cqrs.projections.notify import DEFAULT_CHANNEL, Listener
+from cqrs.store import partitions
+from cqrs.store.event_store import EventStore
+
+log = logging.getLogger("cqrs.projections")
+UPKEEP_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('cqrs.partitions'), 0)")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection trouble (retry forever, park nothing) as opposed to a handler failure."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+class ProjectionRunner:
+    """Runs projections' batches against ``engine``.
+
+    ``store`` decodes events (its registry must know their classes);
+    ``owner`` names this runner in shard leases; ``lease_ttl`` is how long a
+    dead runner keeps its shards before the others take them; ``on_batch`` is
+    called after each committed batch (metrics, tests). Every ``upkeep_every``
+    seconds ``run_forever`` also creates the ``events`` partitions ``settings``
+    asks for ahead of time (``None`` turns that off). ``durable=False`` commits
+    batches with ``synchronous_commit = off``: lower latency; a database crash
+    may then lose the last batches, read-model rows and checkpoint together, and
+    the runner applies them again (effects stay exactly-once).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        projections: Sequence[Projection],
+        *,
+        store: EventStore | None = None,
+        poll_interval: float = 0.5,
+        channel: str = DEFAULT_CHANNEL,
+        listen: bool = True,
+        owner: str | None = None,
+        lease_ttl: float = 10.0,
+        on_batch: Callable[[Target, Outcome], None] | None = None,
+        settings: Settings | None = None,
+        upkeep_every: float | None = 3600.0,
+        durable: bool = True,
+    ) -> None:
+        names = [p.name for p in projections]
+        if len(set(names)) != len(names):
+            raise ProjectionError(f"projection names must be unique, got {names}")
+        self.engine = engine
+        self.projections = list(projections)
+        registries = {id(p.registry): p.registry for p in projections}
+        if store is None and len(registries) > 1:
+            raise ProjectionError(
+                "these projections use different event registries; pass store=EventStore(...) "
+                "whose registry knows every event they handle"
+            )
+        self.store = store or EventStore(registry=next(iter(registries.values()), None))
+        self.poll_interval = poll_interval
+        self.channel = channel
+        self.listen = listen
+        self.owner = owner or f"runner-{uuid.uuid4().hex[:10]}"
+        self.leases = LeaseKeeper(engine, self.owner, lease_ttl)
+        self.on_batch = on_batch
+        self.durable = durable
+        self.settings = settings or Settings()
+        self.upkeep_every = upkeep_every
+        self._upkeep_at = 0.0
+        self.stop = threading.Event()
+        self._conn: Connection | None = None
+        self._listener: Listener | None = None
+        self._reconnects = 0
+
+    # -- one pass --------------------------------------------------------------
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()
+                self._conn.close()
+            except Exception:  # pragma: no cover - already dead
+                log.debug("closing a dead connection failed", exc_info=True)
+        self._conn = None
+
+    def process(self, target: Target) -> Outcome:
+        """One batch for ``target`` with the failure policy around it."""
+        outcome = self._with_policy(target)
+        if self.on_batch is not None and outcome.locked:
+            self.on_batch(target, outcome)
+        return outcome
+
+    def _with_policy(self, target: Target) -> Outcome:
+        policy = target.projection.policy
+        attempt = 0
+        while True:
+            try:
+                if attempt > policy.retries:
+                    # Last resort: event by event, parking the ones that fail.
+                    return run_batch(self._connection(), self.store, target, isolate=True,
+                                     attempts=attempt)  # fmt: skip
+                return run_batch(self._connection(), self.store, target)
+            except CheckpointMoved:
+                return Outcome(locked=False)
+            except Exception as exc:
+                if is_transient(exc) or attempt > policy.retries:
+                    raise
+                attempt += 1
+                self._record_error(target, exc)
+                log.warning("projection %s shard %s failed: %s", target.checkpoint_name,
+                            target.shard, describe(exc))  # fmt: skip
+                if attempt <= policy.retries:
+                    delay = min(policy.backoff * 2 ** (attempt - 1), policy.max_backoff)
+                    if self.stop.wait(delay):
+                        return Outcome(locked=False)
+
+    def _record_error(self, target: Target, exc: BaseException) -> None:
+        try:
+            conn = self._connection()
+            with conn.begin():
+                conn.execute(
+                    sql.SET_ERROR,
+                    {"p": target.checkpoint_name, "s": target.shard, "err": describe(exc)[:4000]},
+                )
+        except Exception:
+            log.debug("could not record the error", exc_info=True)
+
+    def targets(self) -> list[Target]:
+        """The (projection, shard) pairs this runner works on right now."""
+        found: list[Target] = []
+        for projection in self.projections:
+            for shard in self.leases.shards(projection):
+                found.append(Target(projection, shard, durable=self.durable))
+        return found
+
+    def step(self) -> int:
+        """Drain every owned shard once; the number of events handled (applied or parked).
+
+        A shard is drained when a batch comes back short of the batch size:
+        everything readable at that moment has been applied.
+        """
+        total = 0
+        for target in self.targets():
+            while not self.stop.is_set():
+                outcome = self.process(target)
+                total += outcome.processed
+                if not outcome.full:
+                    break
+        return total
+
+    # -- loops -----------------------------------------------------------------
+
+    def run_until_caught_up(self, *, max_wait: float = 60.0) -> int:
+        """Apply everything readable now; the number of events handled.
+
+        Raises ``ProjectionError`` when the database stays unreachable for
+        ``max_wait`` seconds.
+        """
+        total = 0
+        deadline = time.monotonic() + max_wait
+        while True:
+            try:
+                n = self.step()
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() > deadline:
+                    raise
+                self._drop_connection()
+                time.sleep(0.1)
+                continue
+            total += n
+            if n == 0:
+                return total
+
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        """Follow the log until ``stop`` is set; the batch in flight always finishes."""
+        if stop is not None:
+            self.stop = stop
+        backoff = 0.1
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.upkeep()
+                    self.step()
+                    backoff = 0.1
+                except Exception as exc:
+                    if is_transient(exc):
+                        self._reconnects += 1
+                        log.warning("database connection lost (%s); reconnecting", describe(exc))
+                        self._close_listener()
+                    else:
+                        # Not a handler failure (those are parked): a bug or a broken
+                        # schema. Keep the process up, say so, and try again later.
+                        log.exception("projection runner step failed; retrying")
+                    self._drop_connection()
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                # Every shard came back short of a full batch: nothing more is readable
+                # now. Sleep until the hint (already queued if a commit came meanwhile)
+                # or the next poll.
+                self._wait()
+        finally:
+            self.close()
+
+    def upkeep(self, *, force: bool = False) -> list[str]:
+        """Create missing ``events`` partitions (one runner at a time); the names made."""
+        due = self.upkeep_every is not None and (
+            time.monotonic() - self._upkeep_at >= self.upkeep_every
+        )
+        if not (force or due):
+            return []
+        self._upkeep_at = time.monotonic()
+        conn = self._connection()
+        with conn.begin():
+            if not conn.execute(UPKEEP_LOCK).scalar_one():
+                return []
+            created = partitions.ensure(conn, self.settings)
+        if created:
+            log.info("created partitions %s", created)
+        return created
+
+    def _wait(self) -> None:
+        if self.listen and self._listener is None:
+            try:
+                self._listener = Listener(self.engine, self.channel)
+            except Exception:
+                log.debug("LISTEN failed; polling only", exc_info=True)
+        if self._listener is None:
+            self.stop.wait(self.poll_interval)
+            return
+        try:
+            self._listener.wait(min(self.poll_interval, 0.25))
+        except Exception:
+            self._close_listener()
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def close(self) -> None:
+        """Release the connections and this runner's shard leases."""
+        self._close_listener()
+        try:
+            self.leases.release_all(self.projections)
+        except Exception:
+            log.debug("releasing leases failed", exc_info=True)
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # pragma: no cover - already dead
+                log.debug("close failed", exc_info=True)
+            self._conn = None
+
+    def stop_on_signals(self) -> None:
+        """Make SIGTERM and SIGINT stop ``run_forever`` gracefully (main thread only)."""
+
+        def handler(signum: int, frame: Any) -> None:
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)

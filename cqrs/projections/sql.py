@@ -1,0 +1,106 @@
+"""Internal: the runner's SQL texts (checkpoints, batch reads, locks, dead letters)."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from cqrs.store.sql import EVENT_COLUMNS as _COLUMNS
+
+MAX_POSITION = 2**63 - 1
+
+# Shard of a stream: hash of its id, made non-negative, modulo the shard count.
+SHARD_OF = "((hashtext(stream_id)::bigint + 2147483648) % :shards)"
+
+LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:p), :s)")
+
+ENSURE_CHECKPOINT = text(
+    "INSERT INTO checkpoints (projection, shard) VALUES (:p, :s) "
+    "ON CONFLICT (projection, shard) DO NOTHING"
+)
+
+GET_CHECKPOINT = text(
+    "SELECT transaction_id::text, global_position FROM checkpoints "
+    "WHERE projection = :p AND shard = :s"
+)
+
+CAS_CHECKPOINT = text(
+    "UPDATE checkpoints SET transaction_id = CAST(:nx AS xid8), global_position = :np, "
+    "updated_at = clock_timestamp(), "
+    "last_error = CASE WHEN :clear THEN NULL ELSE COALESCE(CAST(:err AS text), last_error) END "
+    "WHERE projection = :p AND shard = :s "
+    "AND transaction_id = CAST(:ox AS xid8) AND global_position = :op"
+)
+
+SET_CHECKPOINT = text(
+    "INSERT INTO checkpoints (projection, shard, transaction_id, global_position) "
+    "VALUES (:p, :s, CAST(:nx AS xid8), :np) ON CONFLICT (projection, shard) DO UPDATE "
+    "SET transaction_id = EXCLUDED.transaction_id, global_position = EXCLUDED.global_position, "
+    "updated_at = clock_timestamp(), last_error = NULL"
+)
+
+SET_ERROR = text(
+    "UPDATE checkpoints SET last_error = :err, updated_at = clock_timestamp() "
+    "WHERE projection = :p AND shard = :s"
+)
+
+
+def read_batch(typed: bool, sharded: bool) -> str:
+    """The whole read side of a batch in one statement and one snapshot.
+
+    It takes the (projection, shard) advisory lock without waiting (no rows
+    when another runner holds it). Each row carries the lock result, the
+    reader's horizon, the checkpoint and whether its stream is parked. The
+    snapshot may predate a commit by the lock's previous holder; the
+    checkpoint compare-and-set then fails and the batch rolls back. The
+    horizon the horizon is the one the rows were filtered with, so
+    "fewer rows than the limit" proves the checkpoint may move to just before
+    it. With no event to read, one row of NULL events still carries the rest.
+    """
+    filters = ""
+    if typed:
+        filters += " AND e.event_type = ANY(CAST(:types AS text[]))"
+    if sharded:
+        filters += f" AND {SHARD_OF.replace('stream_id', 'e.stream_id')} = :s"
+    columns = ", ".join("e." + c.strip() for c in _COLUMNS.split(","))
+    names = ", ".join("b." + c.split()[-1] for c in _COLUMNS.split(","))
+    return (
+        "WITH lk AS (SELECT pg_try_advisory_xact_lock(hashtext(:p), :s) AS ok, "
+        "set_config('synchronous_commit', CASE WHEN :fast THEN 'off' "
+        "ELSE current_setting('synchronous_commit') END, true) AS sc), "
+        "h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin), "
+        "cp AS (SELECT transaction_id, global_position FROM checkpoints "
+        "       WHERE projection = :p AND shard = :s), "
+        "pk AS (SELECT coalesce(array_agg(DISTINCT stream_id), '{}') AS streams "
+        "       FROM dead_letters WHERE projection = :p AND shard = :s) "
+        "SELECT lk.ok, h.xmin::text, cp.transaction_id::text, cp.global_position, "
+        f"b.stream_id = ANY(pk.streams), {names} "
+        "FROM lk CROSS JOIN h CROSS JOIN pk LEFT JOIN cp ON true LEFT JOIN LATERAL ("
+        f"SELECT {columns}, e.transaction_id AS sort_xid FROM events e "
+        "WHERE (e.transaction_id, e.global_position) > "
+        "(coalesce(cp.transaction_id, '0'::xid8), coalesce(cp.global_position, 0)) "
+        f"AND e.transaction_id < h.xmin AND lk.ok{filters} "
+        "ORDER BY e.transaction_id, e.global_position LIMIT :lim) b ON true "
+        "ORDER BY b.sort_xid, b.global_position"
+    )
+
+
+READ_BATCH = {(t, s): text(read_batch(t, s)) for t in (False, True) for s in (False, True)}
+
+PARKED_STREAMS = text(
+    "SELECT DISTINCT stream_id FROM dead_letters WHERE projection = :p AND shard = :s"
+)
+
+PARK = text(
+    "INSERT INTO dead_letters (projection, shard, stream_id, event_id, transaction_id, "
+    "global_position, version, event_type, error, attempts) "
+    "VALUES (:p, :s, :sid, :eid, CAST(:xid AS xid8), :pos, :version, :etype, :err, :attempts)"
+)
+
+READ_EVENT = text(
+    f"SELECT {_COLUMNS} FROM events "
+    "WHERE transaction_id = CAST(:xid AS xid8) AND global_position = :pos"
+)
+
+SHARD_OF_STREAM = text(
+    "SELECT ((hashtext(CAST(:sid AS text))::bigint + 2147483648) % :shards)::int"
+)

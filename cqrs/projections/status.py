@@ -1,0 +1,151 @@
+"""Public: where each projection stands, what holds readers back, and read-your-writes.
+
+``projection_status`` lists every (projection, shard): checkpoint, events
+behind, last error, parked events. ``horizon_holder`` names the session whose
+open writing transaction keeps every reader behind (the price of the gap-free
+cursor; set ``idle_in_transaction_session_timeout``). ``wait_for`` blocks until
+a projection has passed a position token::
+
+    result = store.append(session, "order-1", [...])
+    ...
+    wait_for(engine, summary, result.position, timeout=2.0)   # or raises ReadModelTimeout
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import attrs
+from sqlalchemy import Connection, Engine, text
+
+from cqrs.errors import ReadModelTimeout
+from cqrs.events.model import Position
+from cqrs.projections.declarative import Projection
+
+STATUS = text(
+    "SELECT c.projection, c.shard, c.transaction_id::text, c.global_position, c.updated_at, "
+    "c.last_error, (SELECT count(*) FROM dead_letters d WHERE d.projection = c.projection "
+    "AND d.shard = c.shard), (SELECT l.owner FROM projection_leases l "
+    "WHERE l.projection = c.projection AND l.shard = c.shard "
+    "AND l.expires_at >= clock_timestamp()) "
+    "FROM checkpoints c WHERE position('#' in c.projection) = 0 ORDER BY 1, 2"
+)
+BEHIND = text(
+    "SELECT count(*) FROM events "
+    "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos)"
+)
+HOLDER = text(
+    "SELECT pid, usename, application_name, state, xact_start, "
+    "extract(epoch FROM clock_timestamp() - xact_start)::float8, backend_xid::text, "
+    "left(query, 200) FROM pg_stat_activity "
+    "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
+    "ORDER BY age(backend_xid) DESC LIMIT 1"
+)
+CHECKPOINTS = text(
+    "SELECT shard, transaction_id::text, global_position FROM checkpoints WHERE projection = :p"
+)
+
+
+@attrs.frozen
+class ShardStatus:
+    """One shard of one projection."""
+
+    projection: str
+    shard: int
+    checkpoint: Position
+    behind: int
+    updated_at: datetime
+    last_error: str | None
+    parked: int
+    owner: str | None
+
+
+@attrs.frozen
+class HorizonHolder:
+    """The session with the oldest open writing transaction: readers wait for it."""
+
+    pid: int
+    user: str | None
+    application_name: str | None
+    state: str | None
+    xact_start: datetime | None
+    age_seconds: float
+    transaction_id: int
+    query: str | None
+
+
+def _conn(bind: Engine | Connection) -> tuple[Connection, bool]:
+    return (bind.connect(), True) if isinstance(bind, Engine) else (bind, False)
+
+
+def projection_status(bind: Engine | Connection) -> list[ShardStatus]:
+    """Every projection shard with a checkpoint (rebuilds in progress left out)."""
+    conn, own = _conn(bind)
+    try:
+        found = []
+        for name, shard, xid, pos, at, err, parked, owner in conn.execute(STATUS):
+            behind = conn.execute(BEHIND, {"xid": xid, "pos": pos}).scalar_one()
+            position = Position(int(xid), int(pos))
+            found.append(ShardStatus(name, shard, position, behind, at, err, parked, owner))
+        return found
+    finally:
+        if own:
+            conn.close()
+
+
+def horizon_holder(bind: Engine | Connection, *, min_age: float = 0.0) -> HorizonHolder | None:
+    """The session holding the read horizon back, if its transaction is ``min_age`` s old."""
+    conn, own = _conn(bind)
+    try:
+        row = conn.execute(HOLDER).first()
+    finally:
+        if own:
+            conn.close()
+    if row is None or (row[5] or 0.0) < min_age:
+        return None
+    pid, user, app, state, start, age, xid, query = row
+    return HorizonHolder(pid, user, app, state, start, float(age or 0.0), int(xid), query)
+
+
+def wait_for(
+    bind: Engine | Connection,
+    projection: Projection | str,
+    position: Position | str,
+    *,
+    timeout: float = 5.0,
+    shards: int | None = None,
+    interval: float = 0.005,
+) -> None:
+    """Block until every shard of ``projection`` has passed ``position``.
+
+    ``position`` is a ``Position`` or its ``str()`` token. Raises
+    :class:`~cqrs.errors.ReadModelTimeout` after ``timeout`` seconds.
+    """
+    target = Position.parse(position) if isinstance(position, str) else position
+    name = projection if isinstance(projection, str) else projection.name
+    count = shards or (1 if isinstance(projection, str) else projection.shards)
+    deadline = time.monotonic() + timeout
+    conn, own = _conn(bind)
+    try:
+        while True:
+            if conn.in_transaction():
+                rows = conn.execute(CHECKPOINTS, {"p": name}).all()
+            else:
+                with conn.begin():
+                    rows = conn.execute(CHECKPOINTS, {"p": name}).all()
+            done = [r for r in rows if Position(int(r[1]), int(r[2])) >= target]
+            if len(rows) >= count and len(done) == len(rows):
+                return
+            if time.monotonic() >= deadline:
+                worst = min((Position(int(r[1]), int(r[2])) for r in rows), default=None)
+                raise ReadModelTimeout(
+                    f"projection {name!r} did not reach position {target} within {timeout}s "
+                    f"(it is at {worst}); check `cqrs projections status` for a stopped "
+                    "runner, parked events or a session holding the read horizon back, "
+                    "or raise the timeout"
+                )
+            time.sleep(interval)
+    finally:
+        if own:
+            conn.close()
