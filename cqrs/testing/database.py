@@ -35,7 +35,9 @@ def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
     global _embedded
     if _embedded is None:
         try:
-            import pgserver
+            with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset on CI
+                warnings.simplefilter("ignore")
+                import pgserver
         except ImportError:  # pragma: no cover - dev extra missing
             raise ConfigurationError(
                 "no CQRS_DATABASE_URL is set and the pgserver package is not installed; "
@@ -48,7 +50,9 @@ def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
             _embedded = pgserver.get_server(  # type: ignore[attr-defined]
                 path, cleanup_mode="stop"
             )
-    return normalise_url(_embedded.get_uri())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return normalise_url(_embedded.get_uri())
 
 
 def database_url(environ: dict[str, str] | None = None) -> str:
