@@ -142,4 +142,10 @@ def import_legacy_events(operations: Operations, op: ops.ImportLegacyEventsOp) -
         hash_partitions=op.hash_partitions,
     )
     conn = _bind(operations, "import_legacy_events")
-    run(conn, source=op.source, settings=settings, keep_source_as=op.keep_source_as)
+    run(
+        conn,
+        source=op.source,
+        settings=settings,
+        keep_source_as=op.keep_source_as,
+        create_tables=op.create_tables,
+    )

@@ -85,8 +85,16 @@ def import_legacy_events(
     keep_source_as: str = "events_legacy",
     batch_size: int = 50_000,
     today: date | None = None,
+    create_tables: bool = True,
 ) -> LegacyImportResult:
     """Import ``source`` into a partitioned ``events`` and swap; see the module doc.
+
+    With ``create_tables`` (the default) the sequence, ``streams``, the other
+    toolkit tables and ``events_shadow`` are made from ``cqrs.schema.metadata``
+    where missing. ``create_tables=False`` is for a caller that made them itself
+    (the frozen ``cqrs_0001`` revision does, so a later change to a table class
+    cannot change what that revision does); ``streams`` and ``events_shadow``
+    must exist then.
 
     Raises ``LegacyImportError`` (nothing swapped, the old table untouched) when
     the table is missing or partitioned already, lacks a column, has ``NULL``
@@ -95,11 +103,11 @@ def import_legacy_events(
     """
     settings = settings or Settings()
     if isinstance(bind, Connection):
-        _prepare(bind, source, keep_source_as, settings, today)
+        _prepare(bind, source, keep_source_as, settings, today, create_tables)
         _copy(bind, source, batch_size)
         return _finish(bind, source, keep_source_as, settings, today)
     with bind.begin() as conn:
-        _prepare(conn, source, keep_source_as, settings, today)
+        _prepare(conn, source, keep_source_as, settings, today, create_tables)
     while True:
         with bind.begin() as conn:
             if not _copy(conn, source, batch_size, batches=1):
@@ -193,16 +201,29 @@ def _shadow_table(settings: Settings) -> Table:
 
 
 def _prepare(
-    conn: Connection, source: str, keep: str, settings: Settings, today: date | None
+    conn: Connection,
+    source: str,
+    keep: str,
+    settings: Settings,
+    today: date | None,
+    create_tables: bool = True,
 ) -> None:
     from cqrs.schema import metadata
 
     _validate(conn, source, keep)
-    conn.execute(CreateSequence(store_tables.global_position_seq, if_not_exists=True))
-    others = [t for t in metadata.sorted_tables if t.name != store_tables.events.name]
-    metadata.create_all(conn, tables=others, checkfirst=True)
-    if _exists(conn, SHADOW) is None:
-        _shadow_table(settings).create(conn)
+    if create_tables:
+        conn.execute(CreateSequence(store_tables.global_position_seq, if_not_exists=True))
+        others = [t for t in metadata.sorted_tables if t.name != store_tables.events.name]
+        metadata.create_all(conn, tables=others, checkfirst=True)
+        if _exists(conn, SHADOW) is None:
+            _shadow_table(settings).create(conn)
+    else:
+        missing = [t for t in (store_tables.streams.name, SHADOW) if _exists(conn, t) is None]
+        if missing:
+            raise LegacyImportError(
+                f"create_tables=False but {missing} do not exist; create them first "
+                "(as the cqrs_0001 revision does) or pass create_tables=True"
+            )
     _partitions(conn, source, settings, today)
 
 
@@ -245,6 +266,18 @@ def _copy(conn: Connection, source: str, batch_size: int, batches: int | None = 
     return copied
 
 
+def _shadow_indexes(conn: Connection) -> list[str]:
+    """The indexes of the (just renamed) ``events`` that still carry ``_shadow``."""
+    rows = conn.execute(
+        text(
+            "SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "WHERE x.indrelid = to_regclass('events') AND i.relname LIKE '%\\_shadow' "
+            "ORDER BY 1"
+        )
+    )
+    return [str(name) for name in rows.scalars()]
+
+
 def _finish(
     conn: Connection, source: str, keep: str, settings: Settings, today: date | None
 ) -> LegacyImportResult:
@@ -264,8 +297,9 @@ def _finish(
     conn.execute(text(f"ALTER TABLE {q} RENAME TO {_quote(conn, keep)}"))
     conn.execute(text(f"ALTER TABLE {SHADOW} RENAME TO {store_tables.events.name}"))
     conn.execute(text(f"ALTER TABLE events RENAME CONSTRAINT pk_{SHADOW} TO pk_events"))
-    for index in store_tables.events.indexes:
-        conn.execute(text(f"ALTER INDEX {index.name}_shadow RENAME TO {index.name}"))
+    for index in _shadow_indexes(conn):  # the shadow's own, not today's metadata's
+        renamed = _quote(conn, index.removesuffix("_shadow"))
+        conn.execute(text(f"ALTER INDEX {_quote(conn, index)} RENAME TO {renamed}"))
     conn.execute(
         text(
             "SELECT setval('events_global_position_seq', "

@@ -168,7 +168,7 @@ class CreateIndexOnPartitionedOp(MigrateOperation):
 @Operations.register_operation("import_legacy_events")
 class ImportLegacyEventsOp(MigrateOperation):
     """Move an unpartitioned events table into the partitioned layout (shadow + swap);
-    see ``cqrs.migrations.legacy.import_legacy_events``."""
+    see ``cqrs.migrations.legacy.import_legacy_events`` (also for ``create_tables``)."""
 
     def __init__(
         self,
@@ -177,12 +177,14 @@ class ImportLegacyEventsOp(MigrateOperation):
         months_ahead: int = 3,
         hash_partitions: int = 8,
         keep_source_as: str = "events_legacy",
+        create_tables: bool = True,
     ) -> None:
         self.source = source
         self.partitioning = partitioning
         self.months_ahead = months_ahead
         self.hash_partitions = hash_partitions
         self.keep_source_as = keep_source_as
+        self.create_tables = create_tables
 
     @classmethod
     def import_legacy_events(
@@ -194,9 +196,10 @@ class ImportLegacyEventsOp(MigrateOperation):
         months_ahead: int = 3,
         hash_partitions: int = 8,
         keep_source_as: str = "events_legacy",
+        create_tables: bool = True,
     ) -> Any:
         """``op.import_legacy_events("events")``: the origin layout's table becomes
         ``events_legacy`` and its rows live on in the partitioned ``events``."""
         return operations.invoke(
-            cls(source, partitioning, months_ahead, hash_partitions, keep_source_as)
+            cls(source, partitioning, months_ahead, hash_partitions, keep_source_as, create_tables)
         )

@@ -55,4 +55,6 @@ def _import(context: AutogenContext, op: ops.ImportLegacyEventsOp) -> str:
         ("hash_partitions", op.hash_partitions),
         ("keep_source_as", op.keep_source_as),
     )
+    if not op.create_tables:
+        args += ", create_tables=False"
     return f"op.import_legacy_events({op.source!r}, {args})"
