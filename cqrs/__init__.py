@@ -22,6 +22,7 @@ from cqrs.events import (
 from cqrs.projections import (
     E,
     FailurePolicy,
+    ProcessManager,
     Projection,
     ProjectionContext,
     ProjectionRunner,
@@ -57,6 +58,7 @@ __all__ = [
     "FailurePolicy",
     "NewEvent",
     "Position",
+    "ProcessManager",
     "Projection",
     "ProjectionContext",
     "ProjectionRunner",

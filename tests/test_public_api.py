@@ -32,6 +32,7 @@ PUBLIC = [
     "FailurePolicy",
     "NewEvent",
     "Position",
+    "ProcessManager",
     "Projection",
     "ProjectionContext",
     "ProjectionRunner",

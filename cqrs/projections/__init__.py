@@ -1,7 +1,8 @@
 """Public: read models: declarative projections, the runner, status, rebuilds.
 
 Definitions (``Projection``, ``E``) are apart from how they run
-(``ProjectionRunner``, ``rebuild``, dead letters)::
+(``ProjectionRunner``, ``rebuild``, dead letters); a ``ProcessManager`` is a
+projection that dispatches commands::
 
     from cqrs.projections import E, Projection, ProjectionRunner
 """
@@ -16,6 +17,7 @@ from cqrs.projections.declarative import FailurePolicy, Projection, ProjectionCo
 from cqrs.projections.expr import E
 from cqrs.projections.inline import InlineProjection
 from cqrs.projections.notify import Notifier, install_notify
+from cqrs.projections.process_manager import ProcessManager
 from cqrs.projections.rebuild import RebuildResult, rebuild
 from cqrs.projections.runner import ProjectionRunner
 from cqrs.projections.status import (
@@ -33,6 +35,7 @@ __all__ = [
     "HorizonHolder",
     "InlineProjection",
     "Notifier",
+    "ProcessManager",
     "Projection",
     "ProjectionContext",
     "ProjectionRunner",

@@ -197,7 +197,11 @@ class ProjectionContext:
         """An ORM session in the batch's transaction (not redirected by rebuilds)."""
         self.flush()
         if self._session is None:
-            self._session = Session(bind=self.writer.connection, autoflush=True)
+            # "rollback_only": closing the session never rolls back the batch's work, even
+            # inside the savepoint of an event applied alone (failure policy, dead letters)
+            self._session = Session(
+                bind=self.writer.connection, autoflush=True, join_transaction_mode="rollback_only"
+            )
         return self._session
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from cqrs.testing.database import database_url, embedded_url, isolated_schema, schema_engine
 from cqrs.testing.memory import InMemoryEventStore
-from cqrs.testing.scenario import AggregateScenario, CommandScenario
+from cqrs.testing.scenario import AggregateScenario, CommandScenario, ProcessScenario
 
 if TYPE_CHECKING:
     from cqrs.testing.conformance import EventStoreConformance
@@ -17,6 +17,7 @@ __all__ = [
     "CommandScenario",
     "EventStoreConformance",
     "InMemoryEventStore",
+    "ProcessScenario",
     "database_url",
     "embedded_url",
     "isolated_schema",

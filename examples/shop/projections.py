@@ -2,10 +2,11 @@
 
 Read models (``READ_MODELS``) are declared against the ORM classes of
 ``examples.shop.models``; most rules are declarative, a few are functions.
-Process managers (``process_managers(bus)``) react to events by dispatching
-commands through the bus, inside the runner's batch transaction, so the
-commands' events and the checkpoint commit together (and each command id is
-derived from the event id: a replay dispatches nothing twice). The outbox
+Process managers (``process_managers(bus)``, the toolkit's ``ProcessManager``)
+react to events by dispatching commands through the bus, inside the runner's
+batch transaction, so the commands' events and the checkpoint commit together
+(and each command id is derived from the event id: a replay dispatches nothing
+twice). The outbox
 (``notifications``) writes one row per event id and never rewrites it::
 
     runner = ProjectionRunner(engine, all_consumers(build_bus()))
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from cqrs import CommandBus, Event, RecordedEvent
+from cqrs import CommandBus, Event, ProcessManager, RecordedEvent
 from cqrs.projections import E, Projection, ProjectionContext
 from examples.shop.commands import (
     CancelOrder,
@@ -304,29 +305,6 @@ def send_notifications(
 
 
 # -- process managers ---------------------------------------------------------------------------
-
-
-class ProcessManager(Projection):
-    """A projection whose handlers dispatch commands instead of writing rows.
-
-    ``send`` runs the command through ``bus`` on the batch's connection (a
-    savepoint of the batch transaction), with a command id derived from the
-    event: the command's events commit with the checkpoint, exactly once.
-    """
-
-    def __init__(self, name: str, bus: CommandBus, *, batch_size: int = 100) -> None:
-        super().__init__(name, batch_size=batch_size)
-        self.bus = bus
-
-    def send(self, ctx: ProjectionContext, recorded: Recorded, command: object) -> Any:
-        session = ctx.session
-        session.connection()  # join the batch transaction: the bus then uses a savepoint
-        return self.bus.dispatch(
-            command,
-            session,
-            command_id=f"{self.name}:{recorded.event_id}",
-            caused_by=recorded,
-        )
 
 
 def process_managers(bus: CommandBus) -> tuple[ProcessManager, ...]:

@@ -1,5 +1,7 @@
-"""The shop's process managers: given events in the log, when the manager runs, then these
-events were appended by the commands it dispatched, exactly once."""
+"""The shop's process managers: given events in the log, when an event happens, then these
+events were appended by the commands the manager dispatched, exactly once
+(``cqrs.testing.ProcessScenario``, which also replays the when events and checks that
+nothing more is appended)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from shop_scenarios import ProcessScenario, head, read_after, run_consumers
+from shop_scenarios import head, read_after, run_consumers
 from sqlalchemy import Engine, text
 
-from cqrs import START
+from cqrs import START, ProcessManager
+from cqrs.testing import ProcessScenario
 from examples.shop.aggregates import NOW, Customer, InventoryItem, Order, Payment
 from examples.shop.events import (
     CustomerRegistered,
@@ -32,7 +35,7 @@ from examples.shop.events import (
     StockReserved,
 )
 from examples.shop.handlers import build_bus, carrier_for
-from examples.shop.projections import ProcessManager, process_managers
+from examples.shop.projections import process_managers
 
 LINES = (OrderLine("sku-1", 2, Decimal("5.00")), OrderLine("sku-2", 1, Decimal("2.50")))
 TOTAL = Decimal("12.50")
@@ -68,9 +71,9 @@ def test_an_order_placed_gets_its_stock_reserved(
     cqrs_engine: Engine, managers: dict[str, ProcessManager]
 ) -> None:
     recorded = (
-        stocked(ProcessScenario(cqrs_engine, managers["stock_process"]))
-        .given(Order, "o-1", PLACED)
+        stocked(ProcessScenario(managers["stock_process"], cqrs_engine))
         .given(Payment, "pay-o-1", INITIATED)
+        .when(Order, "o-1", PLACED)
         .then(RESERVED, StockReserved("sku-1", "o-1", 2), StockReserved("sku-2", "o-1", 1))
     )
     # one command, caused by the OrderPlaced event: its id is derived from the event id
@@ -84,8 +87,8 @@ def test_a_product_short_rejects_the_whole_order_and_cancels_it(
 ) -> None:
     """All or nothing: sku-1 is there, sku-2 is not; nothing is reserved, the order is cancelled."""
     (
-        stocked(ProcessScenario(cqrs_engine, managers["stock_process"]), sku_2_stock=0)
-        .given(Order, "o-1", PLACED)
+        stocked(ProcessScenario(managers["stock_process"], cqrs_engine), sku_2_stock=0)
+        .when(Order, "o-1", PLACED)
         .then(
             ReservationRejected("sku-2", "o-1", 1, 0, NOW),
             OrderCancelled("o-1", "c-1", "out of stock: sku-2", NOW),
@@ -97,9 +100,10 @@ def test_a_captured_payment_marks_the_order_paid_and_ready(
     cqrs_engine: Engine, managers: dict[str, ProcessManager]
 ) -> None:
     (
-        ProcessScenario(cqrs_engine, managers["payment_process"])
+        ProcessScenario(managers["payment_process"], cqrs_engine)
         .given(Order, "o-1", PLACED, RESERVED)
-        .given(Payment, "pay-o-1", INITIATED, CAPTURED)
+        .given(Payment, "pay-o-1", INITIATED)
+        .when(Payment, "pay-o-1", CAPTURED)
         .then(PAID, READY)
     )
 
@@ -109,10 +113,11 @@ def test_a_failed_payment_cancels_the_order(
 ) -> None:
     failed_at = NOW + timedelta(minutes=2)
     (
-        ProcessScenario(cqrs_engine, managers["payment_process"])
+        ProcessScenario(managers["payment_process"], cqrs_engine)
         .given(Order, "o-1", PLACED)
-        .given(
-            Payment, "pay-o-1", INITIATED,
+        .given(Payment, "pay-o-1", INITIATED)
+        .when(
+            Payment, "pay-o-1",
             PaymentFailed("pay-o-1", "o-1", "c-1", "psp-1", "card declined", failed_at),
         )
         .then(OrderCancelled("o-1", "c-1", "payment failed: card declined", failed_at))
@@ -123,9 +128,10 @@ def test_money_arriving_for_a_cancelled_order_is_refunded(
     cqrs_engine: Engine, managers: dict[str, ProcessManager]
 ) -> None:
     (
-        ProcessScenario(cqrs_engine, managers["payment_process"])
+        ProcessScenario(managers["payment_process"], cqrs_engine)
         .given(Order, "o-1", PLACED, OrderCancelled("o-1", "c-1", "out of stock: sku-2", NOW))
-        .given(Payment, "pay-o-1", INITIATED, CAPTURED)
+        .given(Payment, "pay-o-1", INITIATED)
+        .when(Payment, "pay-o-1", CAPTURED)
         .then(
             PaymentRefunded(
                 "pay-o-1", "o-1", "c-1", TOTAL, "order o-1 was cancelled", CAPTURED.captured_at
@@ -139,11 +145,12 @@ def test_a_cancelled_order_releases_its_stock_and_refunds_its_payment(
 ) -> None:
     later = NOW + timedelta(hours=1)
     (
-        stocked(ProcessScenario(cqrs_engine, managers["compensation_process"]))
+        stocked(ProcessScenario(managers["compensation_process"], cqrs_engine))
         .given(InventoryItem, "sku-1", StockReserved("sku-1", "o-1", 2))
         .given(InventoryItem, "sku-2", StockReserved("sku-2", "o-1", 1))
         .given(Payment, "pay-o-1", INITIATED, CAPTURED)
-        .given(Order, "o-1", PLACED, RESERVED, PAID, OrderCancelled("o-1", "c-1", "fraud", later))
+        .given(Order, "o-1", PLACED, RESERVED, PAID)
+        .when(Order, "o-1", OrderCancelled("o-1", "c-1", "fraud", later))
         .then(
             StockReleased("sku-1", "o-1", 2),
             StockReleased("sku-2", "o-1", 1),
@@ -156,9 +163,10 @@ def test_an_order_ready_to_ship_gets_a_shipment(
     cqrs_engine: Engine, managers: dict[str, ProcessManager]
 ) -> None:
     (
-        ProcessScenario(cqrs_engine, managers["fulfilment_process"])
+        ProcessScenario(managers["fulfilment_process"], cqrs_engine)
         .given(Customer, "c-1", CustomerRegistered("c-1", "Ada", "a@example.org", "Leeds"))
-        .given(Order, "o-1", PLACED, RESERVED, PAID, READY)
+        .given(Order, "o-1", PLACED, RESERVED, PAID)
+        .when(Order, "o-1", READY)
         .then(ShipmentCreated("shp-o-1", "o-1", "c-1", "Leeds", carrier_for("Leeds")))
     )
 
@@ -166,9 +174,10 @@ def test_an_order_ready_to_ship_gets_a_shipment(
 def test_replaying_a_process_manager_dispatches_nothing_twice(
     cqrs_engine: Engine, managers: dict[str, ProcessManager]
 ) -> None:
-    """Command ids come from event ids: after a checkpoint reset the commands are repeats."""
+    """Command ids come from event ids: after a checkpoint reset the runner's commands are
+    repeats."""
     stock = managers["stock_process"]
-    stocked(ProcessScenario(cqrs_engine, stock)).given(Order, "o-1", PLACED).then(
+    stocked(ProcessScenario(stock, cqrs_engine)).when(Order, "o-1", PLACED).then(
         RESERVED, StockReserved("sku-1", "o-1", 2), StockReserved("sku-2", "o-1", 1)
     )
     before = head(cqrs_engine)
