@@ -9,6 +9,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import DBAPIError
+
 from cqrs.errors import CqrsError
 
 COMMAND_MODULES = ("cqrs.cli.streams", "cqrs.cli.partitions", "cqrs.cli.projections")
@@ -31,6 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CqrsError as exc:
         print(f"cqrs: {exc}", file=sys.stderr)
         return 2
+    except DBAPIError as exc:
+        first = str(exc.orig or exc).strip().splitlines()[0]
+        print(
+            f"cqrs: the database refused: {first}\n"
+            "check --database-url / CQRS_DATABASE_URL, and that the schema is migrated "
+            "(alembic upgrade heads)",
+            file=sys.stderr,
+        )
+        return 3
     except KeyboardInterrupt:
         return 130
     return code
