@@ -3,59 +3,109 @@ prepares each once per connection)."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, TextualSelect, column, text
 
-_EVENT_ROWS = """
+
+def _rows(statement: TextClause, names: str) -> TextualSelect:
+    """``statement`` with its result columns named, untyped (values come as psycopg gives them).
+
+    SQLAlchemy then keeps the result metadata with the cached compiled form
+    instead of rebuilding it from the cursor on every call.
+    """
+    return statement.columns(*(column(name.strip()) for name in names.split(",")))
+
+
+_INSERT_EVENTS = """
 INSERT INTO events (event_id, stream_id, stream_type, version, event_type,
-                    schema_version, data, metadata)
+                    schema_version, data, metadata)"""
+
+_RETURNING = """
+RETURNING global_position, transaction_id::text AS xid, version, event_id, recorded_at, stream_type
+"""
+_RETURNED = "global_position, xid, version, event_id, recorded_at, stream_type"
+
+# Several events: the payloads travel as ONE JSON array text each (:datas,
+# :metas), which psycopg sends as is; a text[] of JSON documents is escaped
+# element by element on the client (that was most of a batch append's CPU).
+_EVENT_ROWS = (
+    _INSERT_EVENTS
+    + """
+SELECT e.id, :sid, s.stream_type, s.version - :n + e.ord::int, e.type, e.sv, e.data, e.meta
+FROM s, ROWS FROM (unnest(CAST(:ids AS uuid[])), unnest(CAST(:types AS text[])),
+                   unnest(CAST(:svs AS int[])), jsonb_array_elements(CAST(:datas AS jsonb)),
+                   jsonb_array_elements(CAST(:metas AS jsonb)))
+        WITH ORDINALITY AS e(id, type, sv, data, meta, ord)"""
+    + _RETURNING
+)
+
+# Batches too big for one jsonb document (256 MB) send text[] payloads.
+_EVENT_ROWS_HUGE = (
+    _INSERT_EVENTS
+    + """
 SELECT e.id, :sid, s.stream_type, s.version - :n + e.ord::int, e.type, e.sv,
        e.data::jsonb, e.meta::jsonb
 FROM s, unnest(CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:svs AS int[]),
                CAST(:datas AS text[]), CAST(:metas AS text[]))
-        WITH ORDINALITY AS e(id, type, sv, data, meta, ord)
-RETURNING global_position, transaction_id::text AS xid, version, event_id, recorded_at, stream_type
-"""
+        WITH ORDINALITY AS e(id, type, sv, data, meta, ord)"""
+    + _RETURNING
+)
 
-APPEND_NEW = text(
-    """
+# One event (the common case): scalar parameters, no arrays to build or unnest.
+_EVENT_ROW = (
+    _INSERT_EVENTS
+    + """
+SELECT :id, :sid, s.stream_type, s.version, :type, :sv, CAST(:data AS jsonb), CAST(:meta AS jsonb)
+FROM s"""
+    + _RETURNING
+)
+
+_NEW_HEAD = """
 WITH s AS (
     INSERT INTO streams (stream_id, stream_type, version) VALUES (:sid, :stype, :n)
     ON CONFLICT (stream_id) DO NOTHING
     RETURNING version, stream_type
 )"""
-    + _EVENT_ROWS
-)
 
-APPEND_ANY = text(
-    """
+_ANY_HEAD = """
 WITH s AS (
     INSERT INTO streams AS st (stream_id, stream_type, version) VALUES (:sid, :stype, :n)
     ON CONFLICT (stream_id) DO UPDATE SET version = st.version + EXCLUDED.version
         WHERE NOT st.archived
     RETURNING version, stream_type
 )"""
-    + _EVENT_ROWS
-)
 
-APPEND_EXACT = text(
-    """
+_EXACT_HEAD = """
 WITH s AS (
     UPDATE streams SET version = version + :n
     WHERE stream_id = :sid AND version = :expected AND NOT archived
     RETURNING version, stream_type
 )"""
-    + _EVENT_ROWS
-)
 
-APPEND_EXISTING = text(
-    """
+_EXISTING_HEAD = """
 WITH s AS (
     UPDATE streams SET version = version + :n
     WHERE stream_id = :sid AND NOT archived
     RETURNING version, stream_type
 )"""
-    + _EVENT_ROWS
-)
+
+APPEND_NEW = _rows(text(_NEW_HEAD + _EVENT_ROWS), _RETURNED)
+APPEND_ANY = _rows(text(_ANY_HEAD + _EVENT_ROWS), _RETURNED)
+APPEND_EXACT = _rows(text(_EXACT_HEAD + _EVENT_ROWS), _RETURNED)
+APPEND_EXISTING = _rows(text(_EXISTING_HEAD + _EVENT_ROWS), _RETURNED)
+
+_HEADS = {"new": _NEW_HEAD, "any": _ANY_HEAD, "exact": _EXACT_HEAD, "existing": _EXISTING_HEAD}
+
+# The append statement for each expectation ("new", "any", "exact", "existing"),
+# by batch shape: several events, one event, several events over JSON_ARRAY_LIMIT.
+APPEND_MANY = {"new": APPEND_NEW, "any": APPEND_ANY, "exact": APPEND_EXACT,
+               "existing": APPEND_EXISTING}  # fmt: skip
+APPEND_ONE = {mode: _rows(text(head + _EVENT_ROW), _RETURNED) for mode, head in _HEADS.items()}
+APPEND_HUGE = {
+    mode: _rows(text(head + _EVENT_ROWS_HUGE), _RETURNED) for mode, head in _HEADS.items()
+}
+
+# Characters of JSON above which a batch's payloads go as text[] (_EVENT_ROWS_HUGE).
+JSON_ARRAY_LIMIT = 32 * 1024 * 1024
 
 STREAM_INFO = text(
     "SELECT stream_id, stream_type, version, created_at, archived "
@@ -75,16 +125,23 @@ EVENT_COLUMNS = (
     "event_id, stream_id, stream_type, version, transaction_id::text AS xid, global_position, "
     "event_type, schema_version, data, metadata, recorded_at"
 )
+_EVENT_NAMES = (
+    "event_id, stream_id, stream_type, version, xid, global_position, "
+    "event_type, schema_version, data, metadata, recorded_at"
+)
 
 # Partition pruning: no event of a stream is older than the stream row (both
 # stamps are clock_timestamp(); the hour absorbs clock steps), so monthly
 # partitions before the stream's month are skipped at run time.
-READ_STREAM = text(
-    f"SELECT {EVENT_COLUMNS} FROM events "
-    "WHERE stream_id = :sid AND version >= :lo AND version <= :hi "
-    "AND recorded_at >= (SELECT created_at - interval '1 hour' FROM streams "
-    "                    WHERE stream_id = :sid) "
-    "ORDER BY version"
+READ_STREAM = _rows(
+    text(
+        f"SELECT {EVENT_COLUMNS} FROM events "
+        "WHERE stream_id = :sid AND version >= :lo AND version <= :hi "
+        "AND recorded_at >= (SELECT created_at - interval '1 hour' FROM streams "
+        "                    WHERE stream_id = :sid) "
+        "ORDER BY version"
+    ),
+    _EVENT_NAMES,
 )
 
 # The gap-free cursor: only transactions older than every running one are
@@ -93,19 +150,25 @@ READ_STREAM = text(
 # names the table's column: ORDER BY a bare name binds to an output column
 # first, and sorting by the text form puts '10000' before '9999' and skips
 # events. Every reader of the log selects EVENT_COLUMNS.
-READ_ALL = text(
-    f"SELECT {EVENT_COLUMNS} FROM events "
-    "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos) "
-    "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-    "ORDER BY events.transaction_id, events.global_position LIMIT :lim"
+READ_ALL = _rows(
+    text(
+        f"SELECT {EVENT_COLUMNS} FROM events "
+        "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos) "
+        "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+        "ORDER BY events.transaction_id, events.global_position LIMIT :lim"
+    ),
+    _EVENT_NAMES,
 )
 
-READ_ALL_TYPES = text(
-    f"SELECT {EVENT_COLUMNS} FROM events "
-    "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos) "
-    "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-    "AND event_type = ANY(CAST(:types AS text[])) "
-    "ORDER BY events.transaction_id, events.global_position LIMIT :lim"
+READ_ALL_TYPES = _rows(
+    text(
+        f"SELECT {EVENT_COLUMNS} FROM events "
+        "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos) "
+        "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+        "AND event_type = ANY(CAST(:types AS text[])) "
+        "ORDER BY events.transaction_id, events.global_position LIMIT :lim"
+    ),
+    _EVENT_NAMES,
 )
 
 HORIZON = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
