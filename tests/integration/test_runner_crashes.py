@@ -85,6 +85,23 @@ def _backend_gone(engine: Engine, pid: int) -> bool:
         ).scalar_one()
 
 
+def _start_cli_runner(engine: Engine, marker: Path, *, sleep: int) -> subprocess.Popen[bytes]:
+    """``cqrs projections run`` in a subprocess; it writes its backend pid to ``marker``
+    and sleeps ``sleep`` seconds on the marker event."""
+    env = {
+        **os.environ,
+        "CQRS_DATABASE_URL": _schema_url(engine),
+        "PJ_MARKER_FILE": str(marker),
+        "PJ_SLEEP": str(sleep),
+        "PYTHONPATH": str(HERE),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "cqrs.cli.main", "projections", "run",
+         "--module", "test_projection_models:projections"],
+        env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
 def test_kill_9_mid_batch_then_restart_equals_fresh_replay(engine: Engine, tmp_path: Path) -> None:
     _seed(engine)
     # One transaction: more events, the marker the subprocess sleeps on, more events.
@@ -93,18 +110,7 @@ def test_kill_9_mid_batch_then_restart_equals_fresh_replay(engine: Engine, tmp_p
     for i in range(5):
         append(engine, f"order-{i}", ItemAdded(f"order-{i}", Decimal(2)))
     marker = tmp_path / "pid"
-    env = {
-        **os.environ,
-        "CQRS_DATABASE_URL": _schema_url(engine),
-        "PJ_MARKER_FILE": str(marker),
-        "PJ_SLEEP": "60",
-        "PYTHONPATH": str(HERE),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cqrs.cli.main", "projections", "run",
-         "--module", "test_projection_models:projections"],
-        env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    proc = _start_cli_runner(engine, marker, sleep=60)
     try:
         _wait(lambda: marker.exists() and marker.read_text(), "the runner to reach the marker")
         pid = int(marker.read_text())
@@ -134,18 +140,7 @@ def test_sigterm_finishes_the_batch_in_flight(engine: Engine, tmp_path: Path) ->
     _seed(engine, 5)
     append(engine, "order-1", Marker("sleep", "order-1"), ItemAdded("order-1", Decimal(1)))
     marker = tmp_path / "pid"
-    env = {
-        **os.environ,
-        "CQRS_DATABASE_URL": _schema_url(engine),
-        "PJ_MARKER_FILE": str(marker),
-        "PJ_SLEEP": "1",
-        "PYTHONPATH": str(HERE),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cqrs.cli.main", "projections", "run",
-         "--module", "test_projection_models:projections"],
-        env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    proc = _start_cli_runner(engine, marker, sleep=1)
     try:
         _wait(lambda: marker.exists() and marker.read_text(), "the runner to reach the marker")
         proc.send_signal(signal.SIGTERM)
