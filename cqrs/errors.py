@@ -9,6 +9,7 @@ says what happened and what to do; ``str(exc)`` ends with that link::
     │   ├── InvalidStreamId           cqrs-stream-id
     │   └── PayloadTooLarge           cqrs-payload-size
     ├── ConcurrencyError              cqrs-concurrency
+    │   └── TransactionConflict       cqrs-transaction-conflict
     ├── DuplicateEventError           cqrs-duplicate-event
     ├── StreamNotFound                cqrs-stream-not-found
     ├── StreamArchived                cqrs-stream-archived
@@ -113,6 +114,30 @@ class ConcurrencyError(CqrsError):
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
+
+
+class TransactionConflict(ConcurrencyError):
+    """PostgreSQL aborted the append: a serialization failure or deadlock with another writer.
+
+    Raised under ``REPEATABLE READ``/``SERIALIZABLE`` when the stream changed after the
+    transaction's snapshot, and for deadlocks. It is a ``ConcurrencyError``, so
+    ``RetryOnConflict`` re-runs the command; the transaction itself is aborted.
+    """
+
+    code = "cqrs-transaction-conflict"
+
+    def __init__(self, stream_id: str, expected: object, sqlstate: str) -> None:
+        CqrsError.__init__(
+            self,
+            f"stream {stream_id!r}: PostgreSQL aborted the append (SQLSTATE {sqlstate}, "
+            f"{'deadlock' if sqlstate == '40P01' else 'serialization failure'}) because "
+            "another transaction changed it concurrently; roll back and run the command "
+            "again (CommandBus retries this for you)",
+        )
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual: int | None = None
+        self.sqlstate = sqlstate
 
 
 class DuplicateEventError(CqrsError):

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 from sqlalchemy import Connection, Row, TextualSelect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cqrs import errors
@@ -121,9 +121,12 @@ class EventStore:
         statement = self._append_statement(mode, batch, params)
         try:
             rows: list[tuple[Any, ...]] = [tuple(r) for r in conn.execute(statement, params)]
-        except IntegrityError as exc:
-            if getattr(exc.orig, "sqlstate", None) == "23514" and "partition" in str(exc.orig):
+        except DBAPIError as exc:
+            state = getattr(exc.orig, "sqlstate", None)
+            if state == "23514" and "partition" in str(exc.orig):
                 raise errors.PartitionMissing(str(exc.orig).splitlines()[0]) from exc
+            if state in ("40001", "40P01"):
+                raise errors.TransactionConflict(stream_id, expected, state) from exc
             raise
         if not rows:
             raise self._append_refused(conn, stream_id, expected)
