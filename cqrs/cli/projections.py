@@ -16,6 +16,7 @@ from typing import Any
 
 from cqrs.cli.common import add_common, emit, engine_from
 from cqrs.errors import ConfigurationError
+from cqrs.events.model import Position
 from cqrs.projections.dead_letters import (
     list_dead_letters,
     retry_dead_letters,
@@ -24,6 +25,7 @@ from cqrs.projections.dead_letters import (
 from cqrs.projections.declarative import Projection
 from cqrs.projections.rebuild import rebuild
 from cqrs.projections.runner import ProjectionRunner
+from cqrs.projections.sql import MAX_POSITION
 from cqrs.projections.status import horizon_holder, projection_status
 
 
@@ -102,8 +104,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     ]
     for s in shards:
         lines.append(
-            f"{s.projection:<28} {s.shard:>5} {s.checkpoint!s:>22} {s.behind:>8} {s.parked:>6}  "
-            f"{(s.last_error or '')[:60]}"
+            f"{s.projection:<28} {s.shard:>5} {_shown(s.checkpoint):>22} {s.behind:>8} "
+            f"{s.parked:>6}  {(s.last_error or '')[:60]}"
         )
     if holder is not None:
         lines.append(
@@ -172,6 +174,14 @@ def _cmd_dl_skip(args: argparse.Namespace) -> int:
     n = skip_dead_letters(engine_from(args), args.projection, args.ids)
     emit(args, {"skipped": n}, f"skipped {n} parked events")
     return 0
+
+
+def _shown(position: Position) -> str:
+    """A checkpoint for people: ``xid:end`` once the runner passed every event of
+    transactions before ``xid`` (the drained-log checkpoint), else ``xid:position``."""
+    if position.global_position == MAX_POSITION:
+        return f"{position.transaction_id}:end"
+    return str(position)
 
 
 def register(sub: Any) -> None:
