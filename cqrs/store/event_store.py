@@ -234,7 +234,7 @@ class EventStore:
 
     def decode(self, row: Row[Any] | tuple[Any, ...]) -> RecordedEvent[Event]:
         """Turn a row of the SQL in ``cqrs.store.sql`` into a ``RecordedEvent``."""
-        values: tuple[Any, ...] = tuple(row)
+        values: Any = row  # a Row unpacks like a tuple; no copy on the read path
         (event_id, stream_id, stream_type, version, xid, gpos, etype, sv, data, meta, at) = values
         event = self.codec.decode(etype, sv, data, stream_id=stream_id, position=gpos)
         return RecordedEvent(
