@@ -13,6 +13,7 @@ the service writes commit together or not at all.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -33,6 +34,7 @@ from cqrs.store import sql
 from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, Expected
 
 Executor = Session | Connection
+_loads = json.loads
 INT32_MAX = 2**31 - 1
 
 
@@ -236,6 +238,12 @@ class EventStore:
         """Turn a row of the SQL in ``cqrs.store.sql`` into a ``RecordedEvent``."""
         values: Any = row  # a Row unpacks like a tuple; no copy on the read path
         (event_id, stream_id, stream_type, version, xid, gpos, etype, sv, data, meta, at) = values
+        # Payloads are selected as text (see sql.EVENT_COLUMNS): json.loads on a str
+        # costs a fraction of psycopg's jsonb loader on bytes.
+        if type(data) is str:
+            data = _loads(data)
+        if type(meta) is str:
+            meta = _loads(meta)
         event = self.codec.decode(etype, sv, data, stream_id=stream_id, position=gpos)
         return RecordedEvent(
             event_id, stream_id, stream_type, version, Position(int(xid), gpos), etype, sv,

@@ -121,9 +121,11 @@ FIND_EVENT_IDS = text(
     "                    WHERE stream_id = :sid)"
 )
 
+# data and metadata travel as text and are parsed by EventStore.decode with
+# json.loads(str), several times cheaper per row than psycopg's jsonb loader.
 EVENT_COLUMNS = (
     "event_id, stream_id, stream_type, version, transaction_id::text AS xid, global_position, "
-    "event_type, schema_version, data, metadata, recorded_at"
+    "event_type, schema_version, data::text AS data, metadata::text AS metadata, recorded_at"
 )
 _EVENT_NAMES = (
     "event_id, stream_id, stream_type, version, xid, global_position, "
