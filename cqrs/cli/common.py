@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO, TypeVar
 
+import attrs
 from sqlalchemy import Engine, create_engine
 
 from cqrs.config import Settings
@@ -25,17 +26,10 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """``Settings.from_env()``, with ``--database-url`` taking precedence."""
     settings = Settings.from_env()
     if getattr(args, "database_url", None):
-        settings = Settings(
-            database_url=args.database_url,
-            partitioning=settings.partitioning,
-            hash_partitions=settings.hash_partitions,
-            months_ahead=settings.months_ahead,
-            max_id_length=settings.max_id_length,
-            max_payload_bytes=settings.max_payload_bytes,
-            notify_channel=settings.notify_channel,
-        )
+        settings = attrs.evolve(settings, database_url=args.database_url)
     return settings
 
 
