@@ -62,11 +62,16 @@ def _projection(table: Table, name: str = "bench_balance") -> Projection:
     return p
 
 
+# The runner's page shape (cqrs.store.sql.READ_ALL): LIMIT in index order, then the horizon.
 RAW_READ = (
-    "SELECT transaction_id::text, global_position, stream_id, version, data FROM events "
+    "SELECT xid, global_position, stream_id, version, data FROM ("
+    "SELECT transaction_id::text AS xid, global_position, stream_id, version, data, "
+    "transaction_id AS sort_xid FROM events "
     "WHERE (transaction_id, global_position) > (%s::xid8, %s) "
-    "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-    "AND event_type = 'bench.deposited' ORDER BY transaction_id, global_position LIMIT %s"
+    "AND event_type = 'bench.deposited' "
+    "ORDER BY events.transaction_id, events.global_position LIMIT %s) page "
+    "WHERE sort_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) "
+    "ORDER BY sort_xid, global_position"
 )
 RAW_UPSERT = (
     "INSERT INTO bench_raw (account_id, amount, currency, last_ref, version) "

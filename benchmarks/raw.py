@@ -50,13 +50,18 @@ READ_STREAM = (
     "SELECT event_id, version, event_type, data, metadata, recorded_at FROM events "
     "WHERE stream_id = %s ORDER BY version"
 )
+# The same page shape as cqrs.store.sql: LIMIT in index order, then the horizon.
 # ORDER BY names the table's columns: a bare name would bind to the text xid.
 READ_ALL = (
+    "SELECT event_id, stream_id, stream_type, version, xid, global_position, event_type, "
+    "schema_version, data, metadata, recorded_at FROM ("
     "SELECT event_id, stream_id, stream_type, version, transaction_id::text AS xid, "
-    "global_position, event_type, schema_version, data, metadata, recorded_at FROM events "
+    "global_position, event_type, schema_version, data, metadata, recorded_at, "
+    "events.transaction_id AS sort_xid FROM events "
     "WHERE (transaction_id, global_position) > (%s::xid8, %s) "
-    "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-    "ORDER BY events.transaction_id, events.global_position LIMIT %s"
+    "ORDER BY events.transaction_id, events.global_position LIMIT %s) page "
+    "WHERE sort_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) "
+    "ORDER BY sort_xid, global_position"
 )
 
 

@@ -132,8 +132,10 @@ def batch_body(
         checkpoint = START
     else:
         checkpoint = Position(int(rows[0][2]), int(rows[0][3]))
-    raw = [tuple(r)[5:] for r in rows if r[5] is not None]
-    parked_streams = {r[6] for r in rows if r[5] is not None and r[4]}
+    # Row: lock, horizon, checkpoint (2), parked stream?, wanted?, event columns.
+    window = [r for r in rows if r[6] is not None]
+    raw = [tuple(r)[6:] for r in window if r[5]]
+    parked_streams = {r[7] for r in window if r[5] and r[4]}
     applied = parked = 0
     errors: list[str] = []
     if isolate:
@@ -148,9 +150,9 @@ def batch_body(
         projection.apply(conn, events, table_map=target.table_map)
         applied = len(events)
     new = checkpoint
-    if raw:
-        new = Position(int(raw[-1][4]), int(raw[-1][5]))
-    full = len(raw) >= limit
+    if window:  # past the events the projection skips too
+        new = Position(int(window[-1][10]), int(window[-1][11]))
+    full = len(window) >= limit
     if not full:
         new = max(new, Position(horizon - 1, sql.MAX_POSITION))
     if new != checkpoint:

@@ -276,7 +276,9 @@ class Projection:
     """A named read model: event handlers plus the tables they write.
 
     ``shards`` splits the runner's work by hash of stream id; ``batch_size``
-    caps the events per transaction; ``policy`` is the failure policy.
+    is how many events of the log one runner transaction reads (those of
+    other types or shards included: the checkpoint moves past them);
+    ``policy`` is the failure policy.
     """
 
     def __init__(

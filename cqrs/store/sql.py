@@ -152,23 +152,35 @@ READ_STREAM = _rows(
 # names the table's column: ORDER BY a bare name binds to an output column
 # first, and sorting by the text form puts '10000' before '9999' and skips
 # events. Every reader of the log selects EVENT_COLUMNS.
+#
+# The horizon filters the page AFTER the LIMIT, not inside it. Both give the
+# same rows: every event at or above the horizon sorts after every event below
+# it, so the readable rows are a prefix of the first :lim rows after the cursor.
+# Inside, it made a range the planner cannot estimate (no statistics on a young
+# partition: 0.5% of the table), and it chose a bitmap scan plus a sort of
+# every event after the cursor, one page at a time: 14 ms a page on 20,000
+# events instead of 1 ms in index order (docs/benchmarks.md, "read_all").
+_READ_ALL_PAGE = """
+SELECT {names} FROM (
+    SELECT {columns}, events.transaction_id AS sort_xid FROM events
+    WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos){filters}
+    ORDER BY events.transaction_id, events.global_position LIMIT :lim
+) page
+WHERE sort_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+ORDER BY sort_xid, global_position"""
+
 READ_ALL = _rows(
-    text(
-        f"SELECT {EVENT_COLUMNS} FROM events "
-        "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos) "
-        "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-        "ORDER BY events.transaction_id, events.global_position LIMIT :lim"
-    ),
+    text(_READ_ALL_PAGE.format(names=_EVENT_NAMES, columns=EVENT_COLUMNS, filters="")),
     _EVENT_NAMES,
 )
 
 READ_ALL_TYPES = _rows(
     text(
-        f"SELECT {EVENT_COLUMNS} FROM events "
-        "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos) "
-        "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-        "AND event_type = ANY(CAST(:types AS text[])) "
-        "ORDER BY events.transaction_id, events.global_position LIMIT :lim"
+        _READ_ALL_PAGE.format(
+            names=_EVENT_NAMES,
+            columns=EVENT_COLUMNS,
+            filters=" AND event_type = ANY(CAST(:types AS text[]))",
+        )
     ),
     _EVENT_NAMES,
 )

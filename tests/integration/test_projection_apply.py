@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.orm import Session
 from test_projection_models import (
     CustomerView,
@@ -220,3 +220,35 @@ def test_non_durable_batches_commit_asynchronously(engine: Engine) -> None:
     _runner(engine, p).run_until_caught_up()
     assert settings == ["off", "on"]
     assert len(summary_rows(engine)) == 2
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_batches_move_past_events_the_projection_skips(engine: Engine, shards: int) -> None:
+    # Batches are windows of the log: events of other types (and shards) count
+    # towards batch_size and the checkpoint moves past them.
+    for i in range(23):
+        append(engine, f"payment-{i}", PaymentMade("c", Decimal(1)))
+    last = append(engine, "order-1", OrderPlaced("order-1", "c", Decimal(3)))
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if "pg_try_advisory_xact_lock" in statement:
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        runner = _runner(engine, build_summary(shards=shards, batch_size=5))
+        assert runner.run_until_caught_up() == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [r[0] for r in summary_rows(engine)] == ["order-1"]
+    assert len(reads) >= 5 * shards  # 24 events in windows of 5, per shard
+    with engine.connect() as conn:
+        behind = conn.execute(
+            text(
+                "SELECT count(*) FROM checkpoints WHERE projection = 'order_summary' "
+                "AND (transaction_id, global_position) < (CAST(:x AS xid8), :p)"
+            ),
+            {"x": str(last.position.transaction_id), "p": last.position.global_position},
+        ).scalar_one()
+    assert behind == 0
