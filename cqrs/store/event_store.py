@@ -30,7 +30,7 @@ from cqrs.events.codec import EventCodec
 from cqrs.events.ids import uuid7
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
-from cqrs.store import sql
+from cqrs.store import driver, sql
 from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, Expected
 
 Executor = Session | Connection
@@ -122,7 +122,7 @@ class EventStore:
             mode = "exact"
         statement = self._append_statement(mode, batch, params)
         try:
-            rows: list[tuple[Any, ...]] = [tuple(r) for r in conn.execute(statement, params)]
+            rows = driver.rows(conn, statement, params)
         except DBAPIError as exc:
             state = getattr(exc.orig, "sqlstate", None)
             if state == "23514" and "partition" in str(exc.orig):
@@ -193,7 +193,7 @@ class EventStore:
             "lo": from_version,
             "hi": INT32_MAX if to_version is None else to_version,
         }
-        rows = conn.execute(sql.READ_STREAM, params).all()
+        rows = driver.rows(conn, sql.READ_STREAM, params)
         if not rows and self.stream_info(conn, stream_id) is None:
             raise errors.StreamNotFound(stream_id)
         return [self.decode(row) for row in rows]

@@ -1,0 +1,124 @@
+"""Internal: appends and stream reads on the psycopg connection keep execute's contract.
+
+``cqrs.store.driver`` skips ``Connection.execute`` for the store's own
+statements. These tests pin what a caller must not be able to tell apart:
+the transaction (autobegin, commit, rollback), event listeners, error types
+and a connection lost mid-transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from cqrs import NO_STREAM, Event, EventRegistry, EventStore
+from cqrs import event as event_type
+from cqrs.errors import ConcurrencyError
+
+registry = EventRegistry()
+
+
+@event_type("driver.noted", registry=registry)
+class Noted(Event):
+    n: int
+
+
+@pytest.fixture
+def store() -> EventStore:
+    return EventStore(registry=registry)
+
+
+def _versions(engine: Engine, stream_id: str) -> list[int]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text("SELECT version FROM events WHERE stream_id = :s ORDER BY version"),
+                {"s": stream_id},
+            ).scalars()
+        )
+
+
+def test_the_append_skips_connection_execute(
+    cqrs_engine: Engine, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("Connection.execute was called")
+
+    with cqrs_engine.connect() as conn:
+        monkeypatch.setattr(Connection, "execute", refuse)
+        store.append(conn, "note-1", [Noted(1), Noted(2)], expected_version=NO_STREAM)
+        assert [e.version for e in store.read_stream(conn, "note-1")] == [1, 2]
+        monkeypatch.undo()
+        conn.commit()
+    assert _versions(cqrs_engine, "note-1") == [1, 2]
+
+
+def test_autobegin_commit_and_rollback(cqrs_engine: Engine, store: EventStore) -> None:
+    with cqrs_engine.connect() as conn:
+        store.append(conn, "note-kept", [Noted(1)])
+        assert conn.in_transaction()
+        conn.commit()
+        store.append(conn, "note-dropped", [Noted(1)])
+        conn.rollback()
+        store.append(conn, "note-closed", [Noted(1)])  # closed without commit: rolled back
+    assert _versions(cqrs_engine, "note-kept") == [1]
+    assert _versions(cqrs_engine, "note-dropped") == []
+    assert _versions(cqrs_engine, "note-closed") == []
+
+
+def test_listeners_see_the_store_statements(cqrs_engine: Engine, store: EventStore) -> None:
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(cqrs_engine, "before_cursor_execute", record)
+    try:
+        with cqrs_engine.begin() as conn:
+            store.append(conn, "note-seen", [Noted(1)])
+            store.read_stream(conn, "note-seen")
+    finally:
+        event.remove(cqrs_engine, "before_cursor_execute", record)
+    assert any("INSERT INTO events" in s for s in seen), seen
+    assert any("FROM events" in s and "ORDER BY version" in s for s in seen), seen
+
+
+def test_typed_errors_still_come_through(cqrs_engine: Engine, store: EventStore) -> None:
+    with cqrs_engine.begin() as conn:
+        store.append(conn, "note-2", [Noted(1)])
+    with cqrs_engine.begin() as conn, pytest.raises(ConcurrencyError):
+        store.append(conn, "note-2", [Noted(2)], expected_version=NO_STREAM)
+    with cqrs_engine.connect() as conn:
+        conn.execute(text("SET LOCAL statement_timeout = 1"))
+        conn.execute(text("SELECT 1"))
+        with pytest.raises(DBAPIError) as raised:
+            conn.execute(text("SELECT pg_sleep(1)"))  # the transaction is now aborted
+        assert raised.value.orig is not None
+        with pytest.raises(DBAPIError) as raised:
+            store.append(conn, "note-3", [Noted(1)])
+        assert getattr(raised.value.orig, "sqlstate", None) == "25P02"  # in failed transaction
+        conn.rollback()
+        store.append(conn, "note-3", [Noted(1)])
+        conn.commit()
+    assert _versions(cqrs_engine, "note-3") == [1]
+
+
+def test_a_connection_killed_mid_transaction_is_invalidated(
+    cqrs_engine: Engine, store: EventStore
+) -> None:
+    with cqrs_engine.connect() as conn:
+        store.append(conn, "note-4", [Noted(1)])
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with cqrs_engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with pytest.raises(OperationalError) as raised:
+            store.append(conn, "note-4", [Noted(2)])
+        assert raised.value.connection_invalidated
+        assert conn.invalidated
+    with cqrs_engine.begin() as conn:  # the pool hands out a live connection again
+        store.append(conn, "note-5", [Noted(1)])
+    assert _versions(cqrs_engine, "note-4") == []
+    assert _versions(cqrs_engine, "note-5") == [1]
