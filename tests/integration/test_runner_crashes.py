@@ -244,3 +244,55 @@ def test_failures_are_retried_before_parking(engine: Engine) -> None:
     runner.run_until_caught_up()
     assert list_dead_letters(engine) == []
     assert len(summary_rows(engine)) == 2
+
+
+def _leases(engine: Engine) -> dict[str, set[int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT owner, shard FROM projection_leases WHERE projection = 'order_summary' "
+                "AND expires_at > clock_timestamp()"
+            )
+        ).all()
+    held: dict[str, set[int]] = {}
+    for owner, shard in rows:
+        held.setdefault(owner, set()).add(shard)
+    return held
+
+
+def test_kill_9_of_a_shard_holder_hands_its_shards_over(engine: Engine) -> None:
+    # Two runner processes share 4 shards; one is killed while writers go on.
+    # The survivor takes its shards once the lease expires, and the read model
+    # equals a fresh replay: nothing lost, nothing applied twice.
+    url = _schema_url(engine)
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    command = [sys.executable, str(HERE / "sharded_runner.py"), url]
+    procs = {
+        owner: subprocess.Popen(
+            [*command, owner], env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for owner in ("victim", "survivor")
+    }
+    try:
+        for i in range(30):
+            append(engine, f"order-{i}", OrderPlaced(f"order-{i}", "c", Decimal(i)))
+        _wait(lambda: {len(s) for s in _leases(engine).values()} == {2}, "two shards each")
+        for i in range(30):
+            append(engine, f"order-{i}", ItemAdded(f"order-{i}", Decimal(1)))
+        procs["victim"].send_signal(signal.SIGKILL)
+        procs["victim"].wait(timeout=30)
+        for i in range(30, 45):
+            append(engine, f"order-{i}", OrderPlaced(f"order-{i}", "c", Decimal(i)))
+            append(engine, f"order-{i % 7}", ItemAdded(f"order-{i % 7}", Decimal(2)))
+        _wait(lambda: _leases(engine) == {"survivor": {0, 1, 2, 3}}, "the survivor's takeover")
+        _wait(lambda: summary_rows(engine) == fresh_replay(engine), "the survivor to catch up")
+        rows = {r[0]: r for r in summary_rows(engine)}
+        assert len(rows) == 45
+        assert rows["order-3"][5] == 2 + 2  # applied counter: placed, item, two more items
+        procs["survivor"].send_signal(signal.SIGTERM)
+        assert procs["survivor"].wait(timeout=30) == 0, procs["survivor"].stderr
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
