@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, func, select, text
@@ -43,6 +46,22 @@ def _runner(engine: Engine, *projections: Projection) -> ProjectionRunner:
     return ProjectionRunner(engine, list(projections), store=store(), listen=False)
 
 
+@contextmanager
+def _statements(engine: Engine, needle: str) -> Iterator[list[str]]:
+    """The SQL statements holding ``needle`` that ``engine`` runs inside the block."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if needle in statement:
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
 def test_declarative_and_function_handlers(engine: Engine) -> None:
     append(engine, "order-1", OrderPlaced("order-1", "c-1", Decimal("10.00")))
     append(engine, "order-1", ItemAdded("order-1", Decimal("2.50")), OrderShipped("order-1"))
@@ -64,17 +83,8 @@ def test_batch_is_set_based_and_keeps_per_row_order(engine: Engine) -> None:
     append(engine, "order-0", ItemAdded("order-0", Decimal(1)))
     append(engine, "order-0", OrderPlaced("order-0", "c", Decimal(7)))  # re-placed: resets
     append(engine, "order-1", OrderPlaced("order-1", "c", Decimal(9)))
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if "pj_order_summary" in statement:
-            statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with _statements(engine, "pj_order_summary") as statements:
         assert _runner(engine, build_summary()).run_until_caught_up() == 53
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     # 50 upserts -> 1 statement; update -> 1; upserts split where a key repeats -> 1.
     assert len(statements) <= 4, statements
     rows = {r[0]: r for r in summary_rows(engine)}
@@ -229,18 +239,9 @@ def test_batches_move_past_events_the_projection_skips(engine: Engine, shards: i
     for i in range(23):
         append(engine, f"payment-{i}", PaymentMade("c", Decimal(1)))
     last = append(engine, "order-1", OrderPlaced("order-1", "c", Decimal(3)))
-    reads: list[str] = []
-
-    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if "pg_try_advisory_xact_lock" in statement:
-            reads.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with _statements(engine, "pg_try_advisory_xact_lock") as reads:
         runner = _runner(engine, build_summary(shards=shards, batch_size=5))
         assert runner.run_until_caught_up() == 1
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     assert [r[0] for r in summary_rows(engine)] == ["order-1"]
     assert len(reads) >= 5 * shards  # 24 events in windows of 5, per shard
     with engine.connect() as conn:
