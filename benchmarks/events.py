@@ -28,6 +28,13 @@ class Deposited(Event):
     at: datetime
 
 
+@event("bench.noted", registry=registry)
+class Noted(Event):
+    """An event no benchmark projection handles."""
+
+    n: int
+
+
 def deposited(account_id: str, n: int) -> Deposited:
     """The ``n``-th deposit of an account, as an event."""
     return Deposited(account_id, AMOUNT, "EUR", f"ref-{n}", STAMP)

@@ -23,6 +23,9 @@ from cqrs.store.event_store import EventStore
 
 PARKED_BEHIND = "parked behind an earlier failure in this stream"
 
+# A batch reads at most this many times ``limit`` events of the log (next_scan).
+SCAN_AHEAD = 64
+
 
 @attrs.frozen
 class Target:
@@ -53,6 +56,7 @@ class Outcome:
     parked: int = 0
     full: bool = False
     checkpoint: Position = START
+    scanned: int = 0  # events of the log the checkpoint moved past (handled or not)
 
     @property
     def processed(self) -> int:
@@ -88,17 +92,34 @@ def run_batch(
     attempts: int = 1,
     wait_lock: bool = False,
     limit: int | None = None,
+    scan: int | None = None,
 ) -> Outcome:
     """Run one batch for ``target`` in its own transaction on ``conn``.
 
     ``isolate`` applies event by event in savepoints and parks the ones that
-    fail (the failure policy's last step).
+    fail (the failure policy's last step). ``limit`` caps the events applied
+    (default: the projection's ``batch_size``), ``scan`` the events of the log
+    read to find them (default: ``limit``; see ``next_scan``).
     """
     with conn.begin():
         return batch_body(
             conn, store, target, isolate=isolate, attempts=attempts, wait_lock=wait_lock,
-            limit=limit,
+            limit=limit, scan=scan,
         )  # fmt: skip
+
+
+def next_scan(outcome: Outcome, limit: int) -> int:
+    """How far the next batch of a target should read, after ``outcome``.
+
+    A projection that handles every event reads ``limit`` events; one that
+    skips most (other types, other shards) reads further ahead, in proportion
+    to what it skipped last time, up to ``SCAN_AHEAD`` times ``limit``, so a
+    rare event type costs a few large windows instead of many empty ones.
+    """
+    if outcome.scanned <= 0:
+        return limit
+    wanted = max(outcome.processed, 1)
+    return max(limit, min(limit * SCAN_AHEAD, -(-limit * outcome.scanned // wanted)))
 
 
 def batch_body(
@@ -110,18 +131,20 @@ def batch_body(
     attempts: int = 1,
     wait_lock: bool = False,
     limit: int | None = None,
+    scan: int | None = None,
 ) -> Outcome:
     """``run_batch`` inside the caller's transaction (a rebuild's swap uses it)."""
     name, shard = target.checkpoint_name, target.shard
     projection = target.projection
     limit = limit or projection.batch_size
+    scan = max(limit, scan or limit)
     if wait_lock:
         conn.execute(sql.LOCK, {"p": name, "s": shard})
     types = projection.event_types()
     sharded = target.shard_count > 1
     params: dict[str, Any] = {
-        "p": name, "s": shard, "lim": limit, "types": types, "shards": target.shard_count,
-        "fast": not target.durable,
+        "p": name, "s": shard, "lim": limit, "scan": scan, "types": types,
+        "shards": target.shard_count, "fast": not target.durable,
     }  # fmt: skip
     rows = conn.execute(sql.READ_BATCH[(types is not None, sharded)], params).all()
     if not rows[0][0]:
@@ -132,10 +155,11 @@ def batch_body(
         checkpoint = START
     else:
         checkpoint = Position(int(rows[0][2]), int(rows[0][3]))
-    # Row: lock, horizon, checkpoint (2), parked stream?, wanted?, event columns.
-    window = [r for r in rows if r[6] is not None]
-    raw = [tuple(r)[6:] for r in window if r[5]]
-    parked_streams = {r[7] for r in window if r[5] and r[4]}
+    # Row: lock, horizon, checkpoint (2), parked stream?, wanted?, place in the
+    # window, window's last event?, event columns (none when nothing was read).
+    read = [r for r in rows if r[8] is not None]
+    raw = [tuple(r)[8:] for r in read if r[5]]
+    parked_streams = {r[9] for r in read if r[5] and r[4]}
     applied = parked = 0
     errors: list[str] = []
     if isolate:
@@ -149,10 +173,12 @@ def batch_body(
         events = [store.decode(r) for r in live]
         projection.apply(conn, events, table_map=target.table_map)
         applied = len(events)
-    new = checkpoint
-    if window:  # past the events the projection skips too
-        new = Position(int(window[-1][10]), int(window[-1][11]))
-    full = len(window) >= limit
+    new, full, scanned = checkpoint, False, 0
+    if read:  # past the events the projection skips too
+        last = read[-1]
+        new, scanned = Position(int(last[12]), int(last[13])), int(last[6])
+        # More to read: limit events came before the window's end, or the window was full.
+        full = not last[7] or scanned >= scan
     if not full:
         new = max(new, Position(horizon - 1, sql.MAX_POSITION))
     if new != checkpoint:
@@ -167,7 +193,7 @@ def batch_body(
         )  # fmt: skip
         if result.rowcount != 1:
             raise CheckpointMoved(name)
-    return Outcome(True, applied, parked, full, new)
+    return Outcome(True, applied, parked, full, new, scanned)
 
 
 def _isolated(

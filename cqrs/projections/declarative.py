@@ -276,8 +276,8 @@ class Projection:
     """A named read model: event handlers plus the tables they write.
 
     ``shards`` splits the runner's work by hash of stream id; ``batch_size``
-    is how many events of the log one runner transaction reads (those of
-    other types or shards included: the checkpoint moves past them);
+    caps the events one runner transaction applies (it reads past events of
+    other types or shards, and its checkpoint moves past them too);
     ``policy`` is the failure policy.
     """
 

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, text
 
 from cqrs.events.model import Position
 from cqrs.projections import sql
-from cqrs.projections.batch import Target, batch_body, run_batch
+from cqrs.projections.batch import Target, batch_body, next_scan, run_batch
 from cqrs.projections.declarative import Projection
 from cqrs.store.event_store import EventStore
 
@@ -84,21 +84,24 @@ def rebuild(
                 )
             )
         total = int(conn.execute(COUNT_EVENTS).scalar_one())
-    done = 0
+    done = passed = 0
+    scan = None
     with engine.connect() as conn:
         while True:
-            outcome = run_batch(conn, store, target, wait_lock=True)
+            outcome = run_batch(conn, store, target, wait_lock=True, scan=scan)
+            scan = next_scan(outcome, projection.batch_size)
             done += outcome.processed
+            passed += outcome.scanned
             if progress is not None:
-                progress(done, max(total, done))
+                progress(passed, max(total, passed))
             if not outcome.full:
                 break
         with conn.begin():
             done += _swap(conn, store, projection, target, shadows)
             checkpoint = _checkpoint(conn, temp)
             conn.execute(FORGET, {"p": temp})
-    if progress is not None:
-        progress(done, max(total, done))
+    if progress is not None:  # events of the log passed, of all of them
+        progress(max(total, passed), max(total, passed))
     return RebuildResult(projection.name, done, checkpoint, tuple(t.name for t in shadows))
 
 

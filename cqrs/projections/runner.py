@@ -29,7 +29,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from cqrs.config import Settings
 from cqrs.errors import ProjectionError
 from cqrs.projections import sql
-from cqrs.projections.batch import CheckpointMoved, Outcome, Target, describe, run_batch
+from cqrs.projections.batch import (
+    CheckpointMoved,
+    Outcome,
+    Target,
+    describe,
+    next_scan,
+    run_batch,
+)
 from cqrs.projections.declarative import Projection
 from cqrs.projections.leases import LeaseKeeper
 from cqrs.projections.notify import DEFAULT_CHANNEL, Listener
@@ -95,6 +102,7 @@ class ProjectionRunner:
         self.owner = owner or f"runner-{uuid.uuid4().hex[:10]}"
         self.leases = LeaseKeeper(engine, self.owner, lease_ttl)
         self.on_batch = on_batch
+        self._scans: dict[tuple[str, int], int] = {}  # how far each target reads ahead
         self.durable = durable
         self.settings = settings or Settings()
         self.upkeep_every = upkeep_every
@@ -125,6 +133,9 @@ class ProjectionRunner:
     def process(self, target: Target) -> Outcome:
         """One batch for ``target`` with the failure policy around it."""
         outcome = self._with_policy(target)
+        if outcome.locked:
+            key = (target.checkpoint_name, target.shard)
+            self._scans[key] = next_scan(outcome, target.projection.batch_size)
         if self.on_batch is not None and outcome.locked:
             self.on_batch(target, outcome)
         return outcome
@@ -138,7 +149,8 @@ class ProjectionRunner:
                     # Last resort: event by event, parking the ones that fail.
                     return run_batch(self._connection(), self.store, target, isolate=True,
                                      attempts=attempt)  # fmt: skip
-                return run_batch(self._connection(), self.store, target)
+                scan = self._scans.get((target.checkpoint_name, target.shard))
+                return run_batch(self._connection(), self.store, target, scan=scan)
             except CheckpointMoved:
                 return Outcome(locked=False)
             except Exception as exc:

@@ -62,22 +62,28 @@ def read_batch(typed: bool, sharded: bool) -> str:
 
     It takes the (projection, shard) advisory lock without waiting (no rows
     when another runner holds it). Each row carries the lock result, the
-    reader's horizon, the checkpoint, whether its stream is parked and whether
-    the projection wants it (its type and shard).
+    reader's horizon, the checkpoint, whether its stream is parked, whether
+    the projection wants it (its type and shard), its place in the window and
+    whether it is the window's last event.
 
-    The batch is a window: the next ``:lim`` events of the log after the
-    checkpoint, in index order, cut at the horizon. Events the projection does
-    not want come without payload, and the checkpoint moves past them too.
-    Filtering inside the LIMIT would let the planner estimate the filter (no
-    statistics on a young partition: 0.5% of rows match) and sort everything
-    after the checkpoint for each batch; the window's plan is the same whatever
-    it knows. The horizon filters after the LIMIT, as in
+    The batch reads a window: the next ``:scan`` events of the log after the
+    checkpoint in index order, cut at the horizon. It returns the first
+    ``:lim`` of those the projection wants, or all of them and then the
+    window's last event (without payload when unwanted), so the checkpoint
+    moves past the events the projection skips. The outer LIMIT stops the
+    scan as soon as ``:lim`` rows are found. Filtering inside the inner LIMIT
+    would let the planner estimate the filter (no statistics on a young
+    partition: 0.5% of rows match) and sort everything after the checkpoint
+    for each batch. (A window widened by ``batch.next_scan`` that reaches
+    past what the planner thinks is left of the log can still be planned as
+    a sort; it sorts at most a few windows' worth of events.) The horizon
+    filters after the inner LIMIT, as in
     ``cqrs.store.sql.READ_ALL`` (same rows: events at or above it sort after
-    every event below it), so a window shorter than ``:lim`` proves the
-    checkpoint may move to just before the horizon. The snapshot may predate a
-    commit by the lock's previous holder; the checkpoint compare-and-set then
-    fails and the batch rolls back. With no event to read, one row of NULL
-    events still carries the rest.
+    every event below it), so a window shorter than ``:scan`` proves the
+    checkpoint may move to just before the horizon. The snapshot may predate
+    a commit by the lock's previous holder; the checkpoint compare-and-set
+    then fails and the batch rolls back. With no event to read, one row of
+    NULL events still carries the rest.
     """
     filters = []
     if typed:
@@ -97,14 +103,19 @@ def read_batch(typed: bool, sharded: bool) -> str:
         "pk AS (SELECT coalesce(array_agg(DISTINCT stream_id), '{}') AS streams "
         "       FROM dead_letters WHERE projection = :p AND shard = :s) "
         "SELECT lk.ok, h.xmin::text, cp.transaction_id::text, cp.global_position, "
-        f"b.stream_id = ANY(pk.streams), b.wanted, {names} "
+        f"b.stream_id = ANY(pk.streams), b.wanted, b.n, b.last, {names} "
         "FROM lk CROSS JOIN h CROSS JOIN pk LEFT JOIN cp ON true LEFT JOIN LATERAL ("
-        f"SELECT page.wanted, {_PAGE_COLUMNS}, page.transaction_id AS sort_xid FROM ("
+        f"SELECT page.wanted, page.n, page.last, {_PAGE_COLUMNS}, "
+        "page.transaction_id AS sort_xid FROM ("
+        "SELECT w.*, row_number() OVER o AS n, lead(true) OVER o IS NULL AS last FROM ("
         f"SELECT {columns}, {wanted} AS wanted FROM events e "
         "WHERE (e.transaction_id, e.global_position) > "
         "(coalesce(cp.transaction_id, '0'::xid8), coalesce(cp.global_position, 0)) AND lk.ok "
-        "ORDER BY e.transaction_id, e.global_position LIMIT :lim) page "
-        "WHERE page.transaction_id < h.xmin) b ON true "
+        "ORDER BY e.transaction_id, e.global_position LIMIT :scan) w "
+        "WHERE w.transaction_id < h.xmin "
+        "WINDOW o AS (ORDER BY w.transaction_id, w.global_position)) page "
+        "WHERE page.wanted OR page.last "
+        "ORDER BY page.transaction_id, page.global_position LIMIT :lim) b ON true "
         "ORDER BY b.sort_xid, b.global_position"
     )
 

@@ -30,6 +30,7 @@ from test_projection_models import (
 
 from cqrs.errors import ProjectionError
 from cqrs.events import RecordedEvent
+from cqrs.projections.batch import Outcome
 from cqrs.projections.declarative import Projection, ProjectionContext
 from cqrs.projections.expr import E
 from cqrs.projections.inline import InlineProjection
@@ -235,15 +236,24 @@ def test_non_durable_batches_commit_asynchronously(engine: Engine) -> None:
 @pytest.mark.parametrize("shards", [1, 2])
 def test_batches_move_past_events_the_projection_skips(engine: Engine, shards: int) -> None:
     # Batches are windows of the log: events of other types (and shards) count
-    # towards batch_size and the checkpoint moves past them.
+    # towards the window and the checkpoint moves past them; a window that held
+    # nothing to apply makes the next one read further ahead.
     for i in range(23):
         append(engine, f"payment-{i}", PaymentMade("c", Decimal(1)))
     last = append(engine, "order-1", OrderPlaced("order-1", "c", Decimal(3)))
-    with _statements(engine, "pg_try_advisory_xact_lock") as reads:
-        runner = _runner(engine, build_summary(shards=shards, batch_size=5))
-        assert runner.run_until_caught_up() == 1
+    outcomes: dict[int, list[Outcome]] = {}
+    runner = ProjectionRunner(
+        engine, [build_summary(shards=shards, batch_size=5)], store=store(), listen=False,
+        on_batch=lambda target, outcome: outcomes.setdefault(target.shard, []).append(outcome),
+    )  # fmt: skip
+    assert runner.run_until_caught_up() == 1
     assert [r[0] for r in summary_rows(engine)] == ["order-1"]
-    assert len(reads) >= 5 * shards  # 24 events in windows of 5, per shard
+    assert sorted(outcomes) == list(range(shards))
+    for batches in outcomes.values():
+        first, *rest = batches
+        assert (first.applied, first.scanned, first.full) == (0, 5, True)
+        assert rest and rest[0].scanned == 19  # the rest in one window of 5 * SCAN_AHEAD
+        assert sum(o.scanned for o in batches) == 24
     with engine.connect() as conn:
         behind = conn.execute(
             text(
