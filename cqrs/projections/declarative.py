@@ -137,12 +137,28 @@ class _Rule:
     sql: tuple[tuple[str, ColumnElement[Any]], ...]
     params: Mapping[str, Expr]
 
+    # Resolved once: this runs for every event of a batch.
+    _pk: tuple[str, ...] = attrs.field(init=False)
+    _value_getters: tuple[tuple[str, Callable[[Recorded], Any]], ...] = attrs.field(init=False)
+    _param_getters: tuple[tuple[str, Callable[[Recorded], Any]], ...] = attrs.field(init=False)
+
+    @_pk.default
+    def _primary_key_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.table.primary_key.columns)
+
+    @_value_getters.default
+    def _values(self) -> tuple[tuple[str, Callable[[Recorded], Any]], ...]:
+        return tuple((name, expr.evaluate) for name, expr in self.values.items())
+
+    @_param_getters.default
+    def _params(self) -> tuple[tuple[str, Callable[[Recorded], Any]], ...]:
+        return tuple((name, expr.evaluate) for name, expr in self.params.items())
+
     def __call__(self, recorded: Recorded, ctx: ProjectionContext) -> None:
-        plain = {name: expr.evaluate(recorded) for name, expr in self.values.items()}
-        params = {name: expr.evaluate(recorded) for name, expr in self.params.items()}
+        plain = {name: get(recorded) for name, get in self._value_getters}
+        params = {name: get(recorded) for name, get in self._param_getters}
         if self.kind == "upsert":
-            pk = [c.name for c in self.table.primary_key.columns]
-            key = tuple(plain[n] for n in pk)
+            key = tuple(plain[n] for n in self._pk)
         else:
             key = tuple(e.evaluate(recorded) for e in self.key)
         ctx.writer.add(Write(self.kind, self.table, key, plain, self.sql, params))
