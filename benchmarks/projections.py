@@ -62,7 +62,8 @@ def _projection(table: Table, name: str = "bench_balance") -> Projection:
     return p
 
 
-# The runner's page shape (cqrs.store.sql.READ_ALL): LIMIT in index order, then the horizon.
+# read_all's page shape (cqrs.store.sql.READ_ALL_TYPES): the type filter inside the
+# LIMIT, as a hand-written projector would, then the horizon.
 RAW_READ = (
     "SELECT xid, global_position, stream_id, version, data FROM ("
     "SELECT transaction_id::text AS xid, global_position, stream_id, version, data, "

@@ -136,8 +136,8 @@ class ProjectionRunner:
         if outcome.locked:
             key = (target.checkpoint_name, target.shard)
             self._scans[key] = next_scan(outcome, target.projection.batch_size)
-        if self.on_batch is not None and outcome.locked:
-            self.on_batch(target, outcome)
+            if self.on_batch is not None:
+                self.on_batch(target, outcome)
         return outcome
 
     def _with_policy(self, target: Target) -> Outcome:

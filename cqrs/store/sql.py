@@ -146,6 +146,7 @@ READ_STREAM = _rows(
     _EVENT_NAMES,
 )
 
+
 # The gap-free cursor: only transactions older than every running one are
 # visible to the reader, so a later commit can never land behind the cursor.
 # The xid is selected as text under another name (EVENT_COLUMNS) and ORDER BY
@@ -160,30 +161,23 @@ READ_STREAM = _rows(
 # partition: 0.5% of the table), and it chose a bitmap scan plus a sort of
 # every event after the cursor, one page at a time: 14 ms a page on 20,000
 # events instead of 1 ms in index order (docs/benchmarks.md, "read_all").
-_READ_ALL_PAGE = """
-SELECT {names} FROM (
-    SELECT {columns}, events.transaction_id AS sort_xid FROM events
-    WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos){filters}
-    ORDER BY events.transaction_id, events.global_position LIMIT :lim
-) page
-WHERE sort_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
-ORDER BY sort_xid, global_position"""
+def _read_all_page(filters: str = "") -> TextualSelect:
+    """One page of the gap-free log; ``filters`` narrows the rows inside the LIMIT."""
+    return _rows(
+        text(
+            f"SELECT {_EVENT_NAMES} FROM ("
+            f"SELECT {EVENT_COLUMNS}, events.transaction_id AS sort_xid FROM events "
+            f"WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos){filters} "
+            "ORDER BY events.transaction_id, events.global_position LIMIT :lim) page "
+            "WHERE sort_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) "
+            "ORDER BY sort_xid, global_position"
+        ),
+        _EVENT_NAMES,
+    )
 
-READ_ALL = _rows(
-    text(_READ_ALL_PAGE.format(names=_EVENT_NAMES, columns=EVENT_COLUMNS, filters="")),
-    _EVENT_NAMES,
-)
 
-READ_ALL_TYPES = _rows(
-    text(
-        _READ_ALL_PAGE.format(
-            names=_EVENT_NAMES,
-            columns=EVENT_COLUMNS,
-            filters=" AND event_type = ANY(CAST(:types AS text[]))",
-        )
-    ),
-    _EVENT_NAMES,
-)
+READ_ALL = _read_all_page()
+READ_ALL_TYPES = _read_all_page(" AND event_type = ANY(CAST(:types AS text[]))")
 
 HORIZON = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
 
