@@ -6,7 +6,13 @@ The curated API; ``tests/test_public_api.py`` pins ``__all__``::
 """
 
 from cqrs.aggregates import Aggregate, Repository, SnapshotIgnored, applies
-from cqrs.commands import CommandBus, CommandOutcome, RetryOnConflict, UnitOfWork
+from cqrs.commands import (
+    CommandBus,
+    CommandOutcome,
+    RetryOnConflict,
+    UnitOfWork,
+    run_in_transaction,
+)
 from cqrs.config import Settings
 from cqrs.events import (
     START,
@@ -78,6 +84,7 @@ __all__ = [
     "event",
     "install_notify",
     "metadata",
+    "run_in_transaction",
     "uuid7",
     "wait_for",
 ]

@@ -9,7 +9,8 @@ says what happened and what to do; ``str(exc)`` ends with that link::
     │   ├── InvalidStreamId           cqrs-stream-id
     │   └── PayloadTooLarge           cqrs-payload-size
     ├── ConcurrencyError              cqrs-concurrency
-    │   └── TransactionConflict       cqrs-transaction-conflict
+    │   ├── TransactionConflict       cqrs-transaction-conflict
+    │   └── AppendOrderConflict       cqrs-append-order
     ├── DuplicateEventError           cqrs-duplicate-event
     ├── StreamNotFound                cqrs-stream-not-found
     ├── StreamArchived                cqrs-stream-archived
@@ -38,7 +39,10 @@ Example::
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from cqrs.store.horizon import HorizonHolder
 
 DOCS = "docs/errors.md"
 
@@ -138,6 +142,39 @@ class TransactionConflict(ConcurrencyError):
         self.expected = expected
         self.actual: int | None = None
         self.sqlstate = sqlstate
+
+
+class AppendOrderConflict(ConcurrencyError):
+    """An append refused because it would reach readers before the version it follows.
+
+    The log is read in transaction-id order, and a transaction takes its id at
+    its first write. This one wrote something earlier (its own table, an
+    idempotency claim, another stream), then another transaction appended to
+    the same stream and committed; appending now would put this version before
+    that one. Nothing was written by this append. Run the whole unit of work
+    again in a fresh transaction: it takes a newer id and succeeds.
+    ``RetryOnConflict`` does that when the command bus owns the transaction.
+    """
+
+    code = "cqrs-append-order"
+
+    def __init__(
+        self, stream_id: str, expected: object, transaction_id: int, last_transaction_id: int
+    ) -> None:
+        CqrsError.__init__(
+            self,
+            f"stream {stream_id!r}: transaction {transaction_id} wrote before transaction "
+            f"{last_transaction_id}, which appended to this stream and committed; appending "
+            "now would put this version before that one in the log, so nothing was appended. "
+            "Roll back and run the unit of work again in a fresh transaction, which succeeds "
+            "(CommandBus retries this for you when it owns the transaction; "
+            "cqrs.commands.run_in_transaction does it for a transaction of your own)",
+        )
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual: int | None = None
+        self.transaction_id = transaction_id
+        self.last_transaction_id = last_transaction_id
 
 
 class DuplicateEventError(CqrsError):
@@ -289,6 +326,14 @@ class ProjectionError(CqrsError):
 
 
 class ReadModelTimeout(ProjectionError):
-    """A read-your-writes wait ran out before the projection caught up."""
+    """A read-your-writes wait (or a runner's catch-up) ran out before the target.
+
+    ``holder`` is the ``cqrs.store.horizon.HorizonHolder`` that kept the
+    target unreadable, when one did.
+    """
 
     code = "cqrs-read-timeout"
+
+    def __init__(self, message: str, *, holder: HorizonHolder | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder

@@ -52,6 +52,7 @@ PUBLIC = [
     "event",
     "install_notify",
     "metadata",
+    "run_in_transaction",
     "uuid7",
     "wait_for",
 ]

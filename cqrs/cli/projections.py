@@ -14,6 +14,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from cqrs.cli.common import add_common, emit, engine_from
 from cqrs.errors import ConfigurationError
 from cqrs.events.model import Position
@@ -93,11 +95,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             }
             for s in shards
         ],
-        "horizon_holder": None if holder is None else {
-            "pid": holder.pid, "user": holder.user, "application_name": holder.application_name,
-            "state": holder.state, "age_seconds": holder.age_seconds,
-            "transaction_id": holder.transaction_id, "query": holder.query,
-        },
+        "horizon_holder": None if holder is None else attrs.asdict(holder),
     }  # fmt: skip
     lines = [
         f"{'projection':<28} {'shard':>5} {'checkpoint':>22} {'behind':>8} {'parked':>6}  error"
@@ -108,10 +106,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
             f"{s.parked:>6}  {(s.last_error or '')[:60]}"
         )
     if holder is not None:
+        end = "COMMIT PREPARED or ROLLBACK PREPARED it" if holder.gid else "end that transaction"
         lines.append(
-            f"read horizon held back by pid {holder.pid} ({holder.application_name or '-'}, "
-            f"{holder.state}, transaction open {holder.age_seconds:.1f}s): {holder.query!r}; "
-            "end that transaction, or set idle_in_transaction_session_timeout"
+            f"read horizon held back by {holder.describe()}; {end}, "
+            "or set idle_in_transaction_session_timeout"
         )
     emit(args, data, "\n".join(lines))
     return 0

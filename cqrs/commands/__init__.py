@@ -10,6 +10,7 @@ from cqrs.commands.middleware import (
     RetryOnConflict,
     default_middleware,
 )
+from cqrs.commands.transaction import run_in_transaction
 from cqrs.commands.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "RetryOnConflict",
     "UnitOfWork",
     "default_middleware",
+    "run_in_transaction",
 ]

@@ -162,6 +162,7 @@ class CommandBus:
             correlation_id=correlation_id or cid,
             causation_id=cid,
             idempotent=given is not None,
+            owns_transaction=not session.in_transaction(),
         )
         if sleep is not None:
             ctx.sleep = sleep

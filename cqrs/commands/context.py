@@ -32,7 +32,10 @@ class CommandContext:
     recorded in ``processed_commands`` and a repeat returns the first result.
     ``attempt`` counts runs of the handler (retries on conflicts add to it);
     ``sleep`` is how retry middleware waits (a greenlet-friendly sleep under
-    asyncio). ``extra`` is free space for middleware.
+    asyncio). ``owns_transaction`` is false when the command runs inside the
+    caller's open transaction (a SAVEPOINT of it): a conflict that only a fresh
+    transaction resolves is then the caller's to retry. ``extra`` is free
+    space for middleware.
     """
 
     command: Any
@@ -41,6 +44,7 @@ class CommandContext:
     correlation_id: str
     causation_id: str
     idempotent: bool = False
+    owns_transaction: bool = True
     attempt: int = 0
     sleep: Callable[[float], None] = time.sleep
     extra: dict[str, Any] = attrs.Factory(dict)

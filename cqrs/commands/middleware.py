@@ -21,7 +21,12 @@ from typing import Any
 import attrs
 
 from cqrs.commands.context import CommandContext, CommandOutcome
-from cqrs.errors import ConcurrencyError, ConfigurationError
+from cqrs.errors import (
+    AppendOrderConflict,
+    ConcurrencyError,
+    ConfigurationError,
+    TransactionConflict,
+)
 
 Next = Callable[[CommandContext], CommandOutcome[Any]]
 Middleware = Callable[[CommandContext, Next], CommandOutcome[Any]]
@@ -116,7 +121,11 @@ class RetryOnConflict:
 
     At most ``attempts`` runs; before run ``n + 1`` it waits a random time up
     to ``min(max_delay, base_delay * 2 ** (n - 1))`` seconds (full jitter, so
-    competing writers spread out). The last conflict is re-raised.
+    competing writers spread out). The last conflict is re-raised, and so is
+    at once a conflict that a SAVEPOINT of the caller's transaction cannot
+    resolve (:class:`~cqrs.errors.AppendOrderConflict`,
+    :class:`~cqrs.errors.TransactionConflict`): retry the caller's whole
+    transaction, for example with :func:`~cqrs.commands.run_in_transaction`.
 
     >>> RetryOnConflict(attempts=3).delay(2, random.Random(1)) <= 0.01
     True
@@ -136,7 +145,7 @@ class RetryOnConflict:
             try:
                 return call_next(ctx)
             except ConcurrencyError as exc:
-                if attempt == self.attempts:
+                if attempt == self.attempts or not _retryable_here(ctx, exc):
                     raise
                 log.debug(
                     "command %s %s conflicted on %s (attempt %d), retrying",
@@ -144,6 +153,13 @@ class RetryOnConflict:
                 )  # fmt: skip
                 ctx.sleep(self.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retryable_here(ctx: CommandContext, exc: ConcurrencyError) -> bool:
+    """Whether running the command again can succeed without a new transaction."""
+    if ctx.owns_transaction:
+        return True
+    return not isinstance(exc, AppendOrderConflict | TransactionConflict)
 
 
 def default_middleware() -> list[Middleware]:

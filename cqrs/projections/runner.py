@@ -8,7 +8,7 @@ restarting database makes it reconnect with backoff; a failing handler goes
 through the projection's ``FailurePolicy``::
 
     runner = ProjectionRunner(engine, [summary])
-    runner.run_until_caught_up()          # tests, scripts
+    runner.run_until_caught_up()          # tests, scripts: up to the head at the call
     stop = threading.Event()
     runner.run_forever(stop)              # a service; stop.set() ends it after the batch
 """
@@ -27,7 +27,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from cqrs.config import Settings
-from cqrs.errors import ProjectionError
+from cqrs.errors import ProjectionError, ReadModelTimeout
+from cqrs.events.model import START, Position
 from cqrs.projections import sql
 from cqrs.projections.batch import (
     CheckpointMoved,
@@ -40,11 +41,15 @@ from cqrs.projections.batch import (
 from cqrs.projections.declarative import Projection
 from cqrs.projections.leases import LeaseKeeper
 from cqrs.projections.notify import DEFAULT_CHANNEL, Listener
+from cqrs.projections.status import timed_out
 from cqrs.store import partitions
 from cqrs.store.event_store import EventStore
 
 log = logging.getLogger("cqrs.projections")
 UPKEEP_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('cqrs.partitions'), 0)")
+CHECKPOINTS = text(
+    "SELECT projection, shard, transaction_id::text, global_position FROM checkpoints"
+)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -201,26 +206,71 @@ class ProjectionRunner:
 
     # -- loops -----------------------------------------------------------------
 
-    def run_until_caught_up(self, *, max_wait: float = 60.0) -> int:
-        """Apply everything readable now; the number of events handled.
+    def run_until_caught_up(self, *, target: Position | None = None, timeout: float = 60.0) -> int:
+        """Apply events until every shard this runner owns has passed ``target``.
 
-        Raises ``ProjectionError`` when the database stays unreachable for
-        ``max_wait`` seconds.
+        ``target`` defaults to the head of the log at the call: every event
+        committed before the call is then applied (or parked) on return, even
+        when a transaction left open elsewhere holds the read horizon back for
+        a while. Returns the number of events handled. Raises
+        :class:`~cqrs.errors.ReadModelTimeout` (naming the transaction that
+        holds the horizon, if one does) when the target is not passed within
+        ``timeout`` seconds, and the database error when the database stays
+        unreachable that long::
+
+            runner.run_until_caught_up(timeout=10)
+            query_bus.ask(OrdersOfCustomer("c-1"))    # sees every committed order
         """
+        deadline = time.monotonic() + timeout
         total = 0
-        deadline = time.monotonic() + max_wait
-        while True:
+        while target is None:
+            try:
+                conn = self._connection()
+                with conn.begin():
+                    target = self.store.head(conn)
+            except Exception as exc:
+                self._transient_or_raise(exc, deadline)
+        while not self.stop.is_set():
             try:
                 n = self.step()
+                total += n
+                if n == 0 and self._passed(target):
+                    return total
             except Exception as exc:
-                if not is_transient(exc) or time.monotonic() > deadline:
-                    raise
-                self._drop_connection()
-                time.sleep(0.1)
+                self._transient_or_raise(exc, deadline)
                 continue
-            total += n
             if n == 0:
-                return total
+                if time.monotonic() > deadline:
+                    raise self._timed_out(target, timeout)
+                self.stop.wait(0.02)
+        return total
+
+    def _transient_or_raise(self, exc: Exception, deadline: float) -> None:
+        if not is_transient(exc) or time.monotonic() > deadline:
+            raise exc
+        self._drop_connection()
+        time.sleep(0.1)
+
+    def _checkpoints(self) -> dict[tuple[str, int], Position]:
+        conn = self._connection()
+        with conn.begin():
+            rows = conn.execute(CHECKPOINTS).all()
+        return {(name, shard): Position(int(xid), int(pos)) for name, shard, xid, pos in rows}
+
+    def _passed(self, target: Position) -> bool:
+        """Whether every (projection, shard) this runner owns stands at ``target`` or past it."""
+        found = self._checkpoints()
+        return all(found.get((t.checkpoint_name, t.shard), START) >= target for t in self.targets())
+
+    def _timed_out(self, target: Position, timeout: float) -> ReadModelTimeout:
+        found = self._checkpoints()
+        behind = [
+            (t.checkpoint_name, found.get((t.checkpoint_name, t.shard), START))
+            for t in self.targets()
+        ]
+        behind = [(name, at) for name, at in behind if at < target]
+        name, reached = min(behind, key=lambda b: b[1], default=("?", None))
+        return timed_out(self._connection(), name, target, reached, timeout)
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
         """Follow the log until ``stop`` is set; the batch in flight always finishes."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from cqrs.store.horizon import READ_HORIZON
 from cqrs.store.sql import EVENT_COLUMNS as _COLUMNS
 
 MAX_POSITION = 2**63 - 1
@@ -97,7 +98,7 @@ def read_batch(typed: bool, sharded: bool) -> str:
         "WITH lk AS (SELECT pg_try_advisory_xact_lock(hashtext(:p), :s) AS ok, "
         "set_config('synchronous_commit', CASE WHEN :fast THEN 'off' "
         "ELSE current_setting('synchronous_commit') END, true) AS sc), "
-        "h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin), "
+        f"h AS (SELECT {READ_HORIZON} AS xmin), "
         "cp AS (SELECT transaction_id, global_position FROM checkpoints "
         "       WHERE projection = :p AND shard = :s), "
         "pk AS (SELECT coalesce(array_agg(DISTINCT stream_id), '{}') AS streams "

@@ -22,6 +22,9 @@ from sqlalchemy import Connection, Engine, text
 from cqrs.errors import ReadModelTimeout
 from cqrs.events.model import Position
 from cqrs.projections.declarative import Projection
+from cqrs.store.horizon import HorizonHolder, horizon_holder
+
+__all__ = ["HorizonHolder", "ShardStatus", "horizon_holder", "projection_status", "wait_for"]
 
 STATUS = text(
     "SELECT c.projection, c.shard, c.transaction_id::text, c.global_position, c.updated_at, "
@@ -34,13 +37,6 @@ STATUS = text(
 BEHIND = text(
     "SELECT count(*) FROM events "
     "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos)"
-)
-HOLDER = text(
-    "SELECT pid, usename, application_name, state, xact_start, "
-    "extract(epoch FROM clock_timestamp() - xact_start)::float8, backend_xid::text, "
-    "left(query, 200) FROM pg_stat_activity "
-    "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
-    "ORDER BY age(backend_xid) DESC LIMIT 1"
 )
 CHECKPOINTS = text(
     "SELECT shard, transaction_id::text, global_position FROM checkpoints WHERE projection = :p"
@@ -61,20 +57,6 @@ class ShardStatus:
     owner: str | None
 
 
-@attrs.frozen
-class HorizonHolder:
-    """The session with the oldest open writing transaction: readers wait for it."""
-
-    pid: int
-    user: str | None
-    application_name: str | None
-    state: str | None
-    xact_start: datetime | None
-    age_seconds: float
-    transaction_id: int
-    query: str | None
-
-
 def _conn(bind: Engine | Connection) -> tuple[Connection, bool]:
     return (bind.connect(), True) if isinstance(bind, Engine) else (bind, False)
 
@@ -92,20 +74,6 @@ def projection_status(bind: Engine | Connection) -> list[ShardStatus]:
     finally:
         if own:
             conn.close()
-
-
-def horizon_holder(bind: Engine | Connection, *, min_age: float = 0.0) -> HorizonHolder | None:
-    """The session holding the read horizon back, if its transaction is ``min_age`` s old."""
-    conn, own = _conn(bind)
-    try:
-        row = conn.execute(HOLDER).first()
-    finally:
-        if own:
-            conn.close()
-    if row is None or (row[5] or 0.0) < min_age:
-        return None
-    pid, user, app, state, start, age, xid, query = row
-    return HorizonHolder(pid, user, app, state, start, float(age or 0.0), int(xid), query)
 
 
 def wait_for(
@@ -139,13 +107,34 @@ def wait_for(
                 return
             if time.monotonic() >= deadline:
                 worst = min((Position(int(r[1]), int(r[2])) for r in rows), default=None)
-                raise ReadModelTimeout(
-                    f"projection {name!r} did not reach position {target} within {timeout}s "
-                    f"(it is at {worst}); check `cqrs projections status` for a stopped "
-                    "runner, parked events or a session holding the read horizon back, "
-                    "or raise the timeout"
-                )
+                raise timed_out(conn, name, target, worst, timeout)
             time.sleep(interval)
     finally:
         if own:
             conn.close()
+
+
+def timed_out(
+    conn: Connection, name: str, target: Position, reached: Position | None, timeout: float
+) -> ReadModelTimeout:
+    """The ``ReadModelTimeout`` for ``name``, naming the horizon holder when there is one."""
+    try:
+        if conn.in_transaction():
+            holder = horizon_holder(conn)
+        else:
+            with conn.begin():
+                holder = horizon_holder(conn)
+    except Exception:  # the diagnosis must not hide the timeout
+        holder = None
+    if holder is not None and holder.transaction_id <= target.transaction_id:
+        cause = f"the read horizon is held back by {holder.describe()}; end that transaction"
+    else:
+        cause = (
+            "check `cqrs projections status` for a stopped runner, parked events or a "
+            "session holding the read horizon back"
+        )
+    return ReadModelTimeout(
+        f"projection {name!r} did not reach position {target} within {timeout}s "
+        f"(it is at {reached}); {cause}, or raise the timeout",
+        holder=holder,
+    )

@@ -30,7 +30,7 @@ from cqrs.events.codec import EventCodec
 from cqrs.events.ids import uuid7
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
-from cqrs.store import driver, sql
+from cqrs.store import driver, horizon, sql
 from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, Expected
 
 Executor = Session | Connection
@@ -249,8 +249,11 @@ class EventStore:
         return START if row is None else Position(int(row[0]), row[1])
 
     def horizon(self, executor: Executor) -> int:
-        """The oldest transaction id still running: ``read_all`` sees only older ones."""
-        return int(connection_of(executor).execute(sql.HORIZON).scalar_one())
+        """The oldest transaction id still running that can write this database's log.
+
+        ``read_all`` sees only events of older transactions (``cqrs.store.horizon``).
+        """
+        return horizon.horizon(connection_of(executor))
 
     def decode(self, row: Row[Any] | tuple[Any, ...]) -> RecordedEvent[Event]:
         """Turn a row of the SQL in ``cqrs.store.sql`` into a ``RecordedEvent``."""
@@ -352,23 +355,32 @@ class EventStore:
     def _append_refused(
         self, conn: Connection, stream_id: str, expected: Expected
     ) -> errors.CqrsError:
-        info = self.stream_info(conn, stream_id)
-        if info is not None and info.archived:
+        row = conn.execute(sql.REFUSAL, {"sid": stream_id}).first()
+        if row is None:
+            return errors.ConcurrencyError(stream_id, expected, None)
+        version, archived, newer, last_xid, own_xid = row
+        if archived:
             return errors.StreamArchived(stream_id)
-        return errors.ConcurrencyError(stream_id, expected, None if info is None else info.version)
+        if newer and _holds(expected, version):
+            return errors.AppendOrderConflict(stream_id, expected, int(own_xid), int(last_xid))
+        return errors.ConcurrencyError(stream_id, expected, version)
 
     def _empty_append(self, conn: Connection, stream_id: str, expected: Expected) -> AppendResult:
         info = self.stream_info(conn, stream_id)
         actual = None if info is None else info.version
-        ok = (
-            expected is ANY
-            or (expected is STREAM_EXISTS and actual is not None)
-            or ((expected is NO_STREAM or expected == 0) and actual is None)
-            or (isinstance(expected, int) and expected == actual)
-        )
-        if not ok:
+        if not _holds(expected, actual):
             raise self._append_refused(conn, stream_id, expected)
         return AppendResult(stream_id, actual or 0, self.head(conn), 0)
+
+
+def _holds(expected: Expected, actual: int | None) -> bool:
+    """Whether a stream at version ``actual`` (``None``: no stream) meets ``expected``."""
+    return (
+        expected is ANY
+        or (expected is STREAM_EXISTS and actual is not None)
+        or ((expected is NO_STREAM or expected == 0) and actual is None)
+        or (isinstance(expected, int) and expected == actual)
+    )
 
 
 @attrs.define

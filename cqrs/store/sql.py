@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import TextClause, TextualSelect, column, text
 
+from cqrs.store.horizon import READ_HORIZON
+
 
 def _rows(statement: TextClause, names: str) -> TextualSelect:
     """``statement`` with its result columns named, untyped (values come as psycopg gives them).
@@ -59,34 +61,80 @@ FROM s"""
     + _RETURNING
 )
 
-_NEW_HEAD = """
-WITH s AS (
-    INSERT INTO streams (stream_id, stream_type, version) VALUES (:sid, :stype, :n)
+# The stream head: a compare-and-set on ``streams`` that also keeps the log's
+# per-stream order. The log is read in transaction-id order, and a transaction
+# takes its id at its first write of any kind, so a transaction can carry a
+# LOWER id than an append to the same stream that committed before it: one
+# that wrote something earlier (its own table, an idempotency claim, another
+# stream), or one that took its id just before another writer took the row.
+# Its events would then be read before that append's: a higher version before a
+# lower one. Two measures keep the order:
+#
+# * ``lk``: a transaction without an id yet takes the stream's advisory lock
+#   (transaction-scoped, the key ``LOCK_STREAM_KEY`` uses) and only then its
+#   id. First appends to a stream are so serialised, and each takes its id
+#   after the previous one's; a plain one-append transaction is never refused.
+#   A transaction that already has an id takes no lock (a unit of work over
+#   many streams holds one advisory lock, not one per stream).
+# * ``last_xid``: the id of the stream's last append. An append from a lower
+#   id matches no row and is refused (errors.AppendOrderConflict); retried in a
+#   fresh transaction it takes a newer id and succeeds. Under READ COMMITTED a
+#   writer that waited for the row re-checks the condition against the
+#   committed row, so the check cannot be raced.
+#
+# ``OFFSET 0`` keeps the lock in a sub-select of its own, evaluated before the
+# id is asked for.
+_LOCK_THEN_XID = """
+WITH lk AS (
+    SELECT pg_current_xact_id() AS xid FROM (
+        SELECT CASE WHEN pg_current_xact_id_if_assigned() IS NULL
+                    THEN pg_advisory_xact_lock(hashtextextended(:sid, 7)) END OFFSET 0) first
+),"""
+
+_NEW_HEAD = (
+    _LOCK_THEN_XID
+    + """
+s AS (
+    INSERT INTO streams (stream_id, stream_type, version, last_xid)
+    VALUES (:sid, :stype, :n, (SELECT xid FROM lk))
     ON CONFLICT (stream_id) DO NOTHING
     RETURNING version, stream_type
 )"""
+)
 
-_ANY_HEAD = """
-WITH s AS (
-    INSERT INTO streams AS st (stream_id, stream_type, version) VALUES (:sid, :stype, :n)
-    ON CONFLICT (stream_id) DO UPDATE SET version = st.version + EXCLUDED.version
-        WHERE NOT st.archived
+_ANY_HEAD = (
+    _LOCK_THEN_XID
+    + """
+s AS (
+    INSERT INTO streams AS st (stream_id, stream_type, version, last_xid)
+    VALUES (:sid, :stype, :n, (SELECT xid FROM lk))
+    ON CONFLICT (stream_id) DO UPDATE
+        SET version = st.version + EXCLUDED.version, last_xid = EXCLUDED.last_xid
+        WHERE NOT st.archived AND st.last_xid <= EXCLUDED.last_xid
     RETURNING version, stream_type
 )"""
+)
 
-_EXACT_HEAD = """
-WITH s AS (
-    UPDATE streams SET version = version + :n
+_EXACT_HEAD = (
+    _LOCK_THEN_XID
+    + """
+s AS (
+    UPDATE streams SET version = version + :n, last_xid = (SELECT xid FROM lk)
     WHERE stream_id = :sid AND version = :expected AND NOT archived
+      AND last_xid <= (SELECT xid FROM lk)
     RETURNING version, stream_type
 )"""
+)
 
-_EXISTING_HEAD = """
-WITH s AS (
-    UPDATE streams SET version = version + :n
-    WHERE stream_id = :sid AND NOT archived
+_EXISTING_HEAD = (
+    _LOCK_THEN_XID
+    + """
+s AS (
+    UPDATE streams SET version = version + :n, last_xid = (SELECT xid FROM lk)
+    WHERE stream_id = :sid AND NOT archived AND last_xid <= (SELECT xid FROM lk)
     RETURNING version, stream_type
 )"""
+)
 
 APPEND_NEW = _rows(text(_NEW_HEAD + _EVENT_ROWS), _RETURNED)
 APPEND_ANY = _rows(text(_ANY_HEAD + _EVENT_ROWS), _RETURNED)
@@ -110,6 +158,13 @@ JSON_ARRAY_LIMIT = 32 * 1024 * 1024
 STREAM_INFO = text(
     "SELECT stream_id, stream_type, version, created_at, archived "
     "FROM streams WHERE stream_id = :sid"
+)
+
+# Why an append matched no row: the stream as committed, and whether its last
+# append came from a newer transaction than this one.
+REFUSAL = text(
+    "SELECT version, archived, last_xid > pg_current_xact_id(), last_xid::text, "
+    "pg_current_xact_id()::text FROM streams WHERE stream_id = :sid"
 )
 
 LOCK_STREAM_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:sid, 7))")
@@ -147,8 +202,9 @@ READ_STREAM = _rows(
 )
 
 
-# The gap-free cursor: only transactions older than every running one are
-# visible to the reader, so a later commit can never land behind the cursor.
+# The gap-free cursor: only transactions older than every running one that can
+# write this database (the horizon, cqrs.store.horizon) are visible to the
+# reader, so a later commit can never land behind the cursor.
 # The xid is selected as text under another name (EVENT_COLUMNS) and ORDER BY
 # names the table's column: ORDER BY a bare name binds to an output column
 # first, and sorting by the text form puts '10000' before '9999' and skips
@@ -169,7 +225,7 @@ def _read_all_page(filters: str = "") -> TextualSelect:
             f"SELECT {EVENT_COLUMNS}, events.transaction_id AS sort_xid FROM events "
             f"WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos){filters} "
             "ORDER BY events.transaction_id, events.global_position LIMIT :lim) page "
-            "WHERE sort_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) "
+            f"WHERE sort_xid < {READ_HORIZON} "
             "ORDER BY sort_xid, global_position"
         ),
         _EVENT_NAMES,
@@ -178,8 +234,6 @@ def _read_all_page(filters: str = "") -> TextualSelect:
 
 READ_ALL = _read_all_page()
 READ_ALL_TYPES = _read_all_page(" AND event_type = ANY(CAST(:types AS text[]))")
-
-HORIZON = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
 
 HEAD = text(
     "SELECT transaction_id::text AS xid, global_position FROM events "

@@ -37,7 +37,12 @@ global_position_seq = Sequence("events_global_position_seq", metadata=StoreBase.
 
 
 class StreamRow(StoreBase):
-    """One row per stream; ``version`` is the number of its last event."""
+    """One row per stream; ``version`` is the number of its last event.
+
+    ``last_xid`` is the transaction id of the stream's last append: an append
+    from a transaction with a lower id is refused (it would reach readers
+    before the version it follows; see ``cqrs.errors.AppendOrderConflict``).
+    """
 
     __tablename__ = "streams"
 
@@ -48,6 +53,7 @@ class StreamRow(StoreBase):
         TIMESTAMP(timezone=True), server_default=text("clock_timestamp()")
     )
     archived: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    last_xid: Mapped[int] = mapped_column(XID8, server_default=text("pg_current_xact_id()"))
 
 
 class EventRow(StoreBase):

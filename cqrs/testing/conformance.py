@@ -36,6 +36,7 @@ from cqrs.events.model import START, Event, NewEvent, Position, event
 from cqrs.events.registry import EventRegistry
 from cqrs.store.event_store import EventStore
 from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
+from cqrs.store.horizon import HORIZON
 from cqrs.testing.memory import InMemoryEventStore, MemoryLog
 
 __all__ = [
@@ -181,7 +182,7 @@ def wait_for_horizon(engine: Engine, transaction_id: int, timeout: float = 30.0)
     deadline = time.monotonic() + timeout
     with engine.connect() as conn:
         while True:
-            horizon = int(conn.execute(text(HORIZON_SQL)).scalar_one())
+            horizon = int(conn.execute(HORIZON).scalar_one())
             conn.rollback()
             if horizon > transaction_id:
                 return
@@ -191,9 +192,6 @@ def wait_for_horizon(engine: Engine, transaction_id: int, timeout: float = 30.0)
                     f"({horizon}) after {timeout}s: a long transaction is open on the server"
                 )
             time.sleep(0.005)
-
-
-HORIZON_SQL = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
 
 
 class MemoryHarness:

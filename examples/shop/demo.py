@@ -293,7 +293,7 @@ def run_on(
     final = ProjectionRunner(engine, [*READ_MODELS, notifications, stock, payment, fulfilment,
                                       compensation], listen=False)  # fmt: skip
     try:
-        final.run_until_caught_up(max_wait=120)
+        final.run_until_caught_up(timeout=120)
     finally:
         final.close()
     sampler.stop()

@@ -60,7 +60,7 @@ def run_consumers(engine: Engine, *projections: Projection) -> int:
     total = 0
     try:
         while True:
-            total += runner.run_until_caught_up(max_wait=30)
+            total += runner.run_until_caught_up(timeout=30)
             if caught_up(engine, *projections):
                 return total
             assert time.monotonic() < deadline, "the read horizon stayed held back for 30 s"

@@ -207,7 +207,7 @@ def run(engine: Engine, manager: ProcessManager) -> int:
     total = 0
     try:
         while True:
-            total += runner.run_until_caught_up(max_wait=30)
+            total += runner.run_until_caught_up(timeout=30)
             if caught_up(engine, manager):
                 return total
             assert time.monotonic() < deadline, "the read horizon stayed held back for 30 s"

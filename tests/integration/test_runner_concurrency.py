@@ -22,6 +22,7 @@ from test_projection_models import (
     summary_rows,
 )
 
+from cqrs.errors import ReadModelTimeout
 from cqrs.projections.leases import LeaseKeeper
 from cqrs.projections.rebuild import rebuild
 from cqrs.projections.runner import ProjectionRunner
@@ -112,9 +113,14 @@ def test_held_open_transaction_loses_no_events(engine: Engine) -> None:
     held = Session(engine)
     held.begin()
     store().append(held, "order-early", [OrderPlaced("order-early", "c", Decimal(1))])
+    held_pid = held.execute(text("SELECT pg_backend_pid()")).scalar_one()
     append(engine, "order-late", OrderPlaced("order-late", "c", Decimal(2)))
-    runner.run_until_caught_up()
-    # The later commit is not readable while the older transaction is open ...
+    # The later commit is not readable while the older transaction is open: catching
+    # up to the head times out and names the transaction that holds it back ...
+    with pytest.raises(ReadModelTimeout) as timed_out:
+        runner.run_until_caught_up(timeout=0.5)
+    assert timed_out.value.holder is not None and timed_out.value.holder.pid == held_pid
+    assert f"pid {held_pid}" in str(timed_out.value)
     assert summary_rows(engine) == []
     held.commit()
     held.close()
