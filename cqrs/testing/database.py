@@ -41,7 +41,7 @@ def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
         except ImportError:  # pragma: no cover - dev extra missing
             raise ConfigurationError(
                 "no CQRS_DATABASE_URL is set and the pgserver package is not installed; "
-                "pip install 'cqrs[dev]' or point CQRS_DATABASE_URL at a PostgreSQL"
+                "pip install 'sqlalchemy-cqrs[dev]' or point CQRS_DATABASE_URL at a PostgreSQL"
             ) from None
         path = Path(data_dir or os.environ.get("CQRS_PGDATA") or ".cqrs/pgdata").resolve()
         path.mkdir(parents=True, exist_ok=True)
