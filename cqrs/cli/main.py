@@ -11,14 +11,23 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import DBAPIError
 
+from cqrs._version import DISTRIBUTION, __version__
 from cqrs.errors import CqrsError
 
-COMMAND_MODULES = ("cqrs.cli.streams", "cqrs.cli.partitions", "cqrs.cli.projections")
+COMMAND_MODULES = (
+    "cqrs.cli.streams",
+    "cqrs.cli.partitions",
+    "cqrs.cli.projections",
+    "cqrs.cli.explain",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cqrs", description="Operate a cqrs event store on PostgreSQL."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__} ({DISTRIBUTION})"
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
