@@ -4,9 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_DIRS := $(wildcard cqrs tests examples benchmarks alembic)
-SYSTEM_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+# The system pass uses a database of its own, created when missing.
+SYSTEM_PG_DB ?= cqrs_test
+SYSTEM_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/$(SYSTEM_PG_DB)
+# Two more venvs pin the dependency range's ends: the floors in
+# constraints/floor.txt (the lowest versions pyproject.toml allows), and the
+# newest releases, upgraded on every run.
+FLOOR := .venv-floor
+LATEST := .venv-latest
+VERSIONS := import importlib.metadata as m; print("  " + ", ".join(f"{n} {m.version(n)}" for n in \
+	("sqlalchemy", "alembic", "psycopg", "attrs", "cattrs", "greenlet", "pgserver")))
 
-.PHONY: demo test lint typecheck pytest pytest-system bench clean
+.PHONY: demo test lint typecheck pytest pytest-system pytest-floor pytest-latest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,21 +34,44 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict cqrs
 
-# The suite runs on the embedded PostgreSQL 16 (pgserver), then again on the
-# system PostgreSQL when one answers on 127.0.0.1:5432.
+# The suite runs on the embedded PostgreSQL 16 (pgserver, data in .cqrs/pgdata)
+# whatever CQRS_DATABASE_URL says, then again on the system PostgreSQL when one
+# answers on 127.0.0.1:5432 (database $(SYSTEM_PG_DB)), then on the floor and the
+# newest dependency versions (embedded PostgreSQL only). To run the suite on a
+# PostgreSQL of your own: CQRS_DATABASE_URL=postgresql://... .venv/bin/pytest
 pytest: $(STAMP)
 	env -u CQRS_DATABASE_URL $(BIN)/pytest -q
 
 pytest-system: $(STAMP)
-	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('host=127.0.0.1 port=5432 user=postgres dbname=postgres', connect_timeout=3).close()" 2>/dev/null; then \
-		echo "== system PostgreSQL on 127.0.0.1:5432 =="; \
+	@if $(BIN)/python -c "import psycopg; psycopg.connect('host=127.0.0.1 port=5432 user=postgres dbname=postgres', connect_timeout=3).close()" 2>/dev/null; then \
+		echo "== system PostgreSQL on 127.0.0.1:5432, database $(SYSTEM_PG_DB) =="; \
+		$(BIN)/python -m cqrs.testing.createdb "$(SYSTEM_PG_URL)" && \
 		CQRS_DATABASE_URL=$(SYSTEM_PG_URL) $(BIN)/pytest -q; \
 	else echo "== no PostgreSQL on 127.0.0.1:5432: system run skipped =="; fi
 
-test: lint typecheck pytest pytest-system
+$(FLOOR)/.installed: pyproject.toml constraints/floor.txt
+	test -x $(FLOOR)/bin/python || $(PYTHON) -m venv $(FLOOR)
+	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR)/bin/python -m pip install --quiet -c constraints/floor.txt -e '.[dev]'
+	touch $@
+
+pytest-floor: $(FLOOR)/.installed
+	@echo "== floor versions (constraints/floor.txt), embedded PostgreSQL =="
+	@$(FLOOR)/bin/python -c '$(VERSIONS)'
+	env -u CQRS_DATABASE_URL $(FLOOR)/bin/pytest -q -p no:cacheprovider
+
+pytest-latest:
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	@echo "== newest versions, embedded PostgreSQL =="
+	@$(LATEST)/bin/python -c '$(VERSIONS)'
+	env -u CQRS_DATABASE_URL $(LATEST)/bin/pytest -q -p no:cacheprovider
+
+test: lint typecheck pytest pytest-system pytest-floor pytest-latest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .cqrs .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR) $(LATEST) .cqrs .mypy_cache .pytest_cache .ruff_cache

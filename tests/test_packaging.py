@@ -58,6 +58,9 @@ def test_wheel_metadata_license_and_docs(built: dict[str, Path]) -> None:
     assert meta["Author"] == "The cqrs developers"
     classifiers = meta.get_all("Classifier") or []
     assert "Typing :: Typed" in classifiers and "Topic :: Database" in classifiers
+    assert {"asyncio", "embedded", "dev"} <= set(meta.get_all("Provides-Extra") or [])
+    requires = meta.get_all("Requires-Dist") or []
+    assert any(r.startswith("psycopg[binary]>=3.2.1") for r in requires), requires
     assert "MIT License" in license_text
     assert "cqrs/py.typed" in names
     assert "cqrs/_docs/errors.md" in names and "cqrs/_docs/guides/operations.md" in names
