@@ -17,19 +17,30 @@ T = TypeVar("T")
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    """``--database-url`` (else ``CQRS_DATABASE_URL``) and ``--json``."""
-    parser.add_argument(
+    """``--database-url`` (else ``CQRS_DATABASE_URL``) or ``--embedded DIR``, and ``--json``."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--database-url",
         help="PostgreSQL URL (default: $CQRS_DATABASE_URL)",
+    )
+    where.add_argument(
+        "--embedded",
+        metavar="DIR",
+        help="use the embedded PostgreSQL with its data in DIR, started if needed "
+        "(pip install 'sqlalchemy-cqrs[embedded]')",
     )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """``Settings.from_env()``, with ``--database-url`` taking precedence."""
+    """``Settings.from_env()``, with ``--database-url`` or ``--embedded`` taking precedence."""
     settings = Settings.from_env()
     if getattr(args, "database_url", None):
         settings = attrs.evolve(settings, database_url=args.database_url)
+    elif getattr(args, "embedded", None):
+        from cqrs import embedded
+
+        settings = attrs.evolve(settings, database_url=embedded.start(args.embedded))
     return settings
 
 
@@ -38,7 +49,9 @@ def engine_from(args: argparse.Namespace) -> Engine:
 
     url = settings_from(args).database_url
     if not url:
-        raise ConfigurationError("no database given; pass --database-url or set CQRS_DATABASE_URL")
+        raise ConfigurationError(
+            "no database given; pass --database-url, set CQRS_DATABASE_URL, or use --embedded DIR"
+        )
     return create_engine(url)
 
 

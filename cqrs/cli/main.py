@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "cqrs.cli.streams",
     "cqrs.cli.partitions",
     "cqrs.cli.projections",
+    "cqrs.cli.embedded",
     "cqrs.cli.explain",
 )
 

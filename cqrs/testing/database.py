@@ -1,8 +1,8 @@
 """Public: a real PostgreSQL for tests, demos and benchmarks.
 
 ``database_url()`` answers ``CQRS_DATABASE_URL`` when it is set, otherwise it
-starts (once per process) an embedded PostgreSQL 16 from the ``pgserver``
-package in ``.cqrs/pgdata`` and answers its URL. ``isolated_schema`` gives one
+starts (or reuses) an embedded PostgreSQL 16 from the ``pgserver`` package
+in ``.cqrs/pgdata`` (``cqrs.embedded``) and answers its URL. ``isolated_schema`` gives one
 caller a fresh schema with the toolkit's tables, made the way production makes
 them (the ``cqrs`` Alembic branch), dropped afterwards.
 
@@ -15,44 +15,23 @@ from __future__ import annotations
 
 import os
 import uuid
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 
+from cqrs import embedded
 from cqrs.config import Settings, normalise_url
-from cqrs.errors import ConfigurationError
 from cqrs.migrations.commands import upgrade
-
-_embedded: Any = None
 
 
 def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
-    """Start the embedded PostgreSQL (once per process) and return its URL."""
-    global _embedded
-    if _embedded is None:
-        try:
-            with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset on CI
-                warnings.simplefilter("ignore")
-                import pgserver
-        except ImportError:  # pragma: no cover - dev extra missing
-            raise ConfigurationError(
-                "no CQRS_DATABASE_URL is set and the pgserver package is not installed; "
-                "pip install 'sqlalchemy-cqrs[dev]' or point CQRS_DATABASE_URL at a PostgreSQL"
-            ) from None
-        path = Path(data_dir or os.environ.get("CQRS_PGDATA") or ".cqrs/pgdata").resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset on CI
-            warnings.simplefilter("ignore")
-            _embedded = pgserver.get_server(  # type: ignore[attr-defined]
-                path, cleanup_mode="stop"
-            )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return normalise_url(_embedded.get_uri())
+    """Start (or reuse) the embedded PostgreSQL and return its URL (``cqrs.embedded.start``).
+
+    The data lives in ``data_dir``, else ``$CQRS_PGDATA``, else ``.cqrs/pgdata``.
+    """
+    return embedded.start(data_dir or os.environ.get("CQRS_PGDATA") or ".cqrs/pgdata")
 
 
 def database_url(environ: dict[str, str] | None = None) -> str:

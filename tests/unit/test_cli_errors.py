@@ -21,7 +21,10 @@ def test_missing_database_url_is_a_configuration_error(
 ) -> None:
     monkeypatch.delenv("CQRS_DATABASE_URL", raising=False)
     assert main(["streams", "show", "x"]) == 2
-    assert "pass --database-url or set CQRS_DATABASE_URL" in capsys.readouterr().err
+    assert (
+        "pass --database-url, set CQRS_DATABASE_URL, or use --embedded DIR"
+        in capsys.readouterr().err
+    )
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
