@@ -11,7 +11,7 @@ def test_unreachable_database_is_one_clear_line(capsys: pytest.CaptureFixture[st
     code = main(["streams", "show", "x", "--database-url", "postgresql://nobody@127.0.0.1:1/x"])
     err = capsys.readouterr().err
     assert code == 3
-    assert err.startswith("cqrs: the database refused:")
+    assert err.startswith("cqrs: cannot connect to the database:")
     assert "--database-url" in err
     assert "Traceback" not in err
 
