@@ -34,19 +34,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict cqrs
 
-# The suite runs on the embedded PostgreSQL 16 (pgserver, data in .cqrs/pgdata)
-# whatever CQRS_DATABASE_URL says, then again on the system PostgreSQL when one
-# answers on 127.0.0.1:5432 (database $(SYSTEM_PG_DB)), then on the floor and the
-# newest dependency versions (embedded PostgreSQL only). To run the suite on a
-# PostgreSQL of your own: CQRS_DATABASE_URL=postgresql://... .venv/bin/pytest
+# The suite's database is CQRS_TEST_DATABASE_URL, else the embedded PostgreSQL;
+# CQRS_DATABASE_URL (a service's real database) never drives it. `make test`
+# runs it on the embedded PostgreSQL 16 (pgserver, data in .cqrs/pgdata), then
+# on the system PostgreSQL when one answers on 127.0.0.1:5432 (database
+# $(SYSTEM_PG_DB)), then on the floor and the newest dependency versions
+# (embedded only). On a PostgreSQL of your own:
+#   CQRS_TEST_DATABASE_URL=postgresql://user@host/db .venv/bin/pytest
+NO_DB_VARS := env -u CQRS_TEST_DATABASE_URL -u CQRS_DATABASE_URL
 pytest: $(STAMP)
-	env -u CQRS_DATABASE_URL $(BIN)/pytest -q
+	$(NO_DB_VARS) $(BIN)/pytest -q
 
 pytest-system: $(STAMP)
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('host=127.0.0.1 port=5432 user=postgres dbname=postgres', connect_timeout=3).close()" 2>/dev/null; then \
 		echo "== system PostgreSQL on 127.0.0.1:5432, database $(SYSTEM_PG_DB) =="; \
 		$(BIN)/python -m cqrs.testing.createdb "$(SYSTEM_PG_URL)" && \
-		CQRS_DATABASE_URL=$(SYSTEM_PG_URL) $(BIN)/pytest -q; \
+		$(NO_DB_VARS) CQRS_TEST_DATABASE_URL=$(SYSTEM_PG_URL) $(BIN)/pytest -q; \
 	else echo "== no PostgreSQL on 127.0.0.1:5432: system run skipped =="; fi
 
 $(FLOOR)/.installed: pyproject.toml constraints/floor.txt
@@ -58,7 +61,7 @@ $(FLOOR)/.installed: pyproject.toml constraints/floor.txt
 pytest-floor: $(FLOOR)/.installed
 	@echo "== floor versions (constraints/floor.txt), embedded PostgreSQL =="
 	@$(FLOOR)/bin/python -c '$(VERSIONS)'
-	env -u CQRS_DATABASE_URL $(FLOOR)/bin/pytest -q -p no:cacheprovider
+	$(NO_DB_VARS) $(FLOOR)/bin/pytest -q -p no:cacheprovider
 
 pytest-latest:
 	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
@@ -66,7 +69,7 @@ pytest-latest:
 	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
 	@echo "== newest versions, embedded PostgreSQL =="
 	@$(LATEST)/bin/python -c '$(VERSIONS)'
-	env -u CQRS_DATABASE_URL $(LATEST)/bin/pytest -q -p no:cacheprovider
+	$(NO_DB_VARS) $(LATEST)/bin/pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest pytest-system pytest-floor pytest-latest
 
