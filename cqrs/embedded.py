@@ -12,14 +12,15 @@ embedded stop DIR``, stops it). A server that was already running is reused and
 never stopped by this call. From a shell::
 
     $ cqrs embedded start .cqrs/pgdata   # prints the URL; the server keeps running
-    $ cqrs --embedded .cqrs/pgdata projections status
+    $ cqrs projections status --embedded .cqrs/pgdata
     $ cqrs embedded stop .cqrs/pgdata
 
 Example::
 
     >>> import cqrs.embedded                                   # doctest: +SKIP
-    >>> engine = create_engine(cqrs.embedded.start(".cqrs/pgdata"))
-    >>> cqrs.embedded.running_url(".cqrs/pgdata") == str(engine.url)
+    >>> url = cqrs.embedded.start(".cqrs/pgdata")
+    >>> engine = create_engine(url)
+    >>> cqrs.embedded.running_url(".cqrs/pgdata") == url
     True
 
 Meant for demos, tests, a developer's machine and small single-machine tools;
