@@ -52,7 +52,8 @@ def _pgserver() -> Any:
     except ImportError:
         raise ConfigurationError(
             "the embedded PostgreSQL comes from the pgserver package, which is not installed; "
-            "pip install 'sqlalchemy-cqrs[embedded]', or point CQRS_DATABASE_URL at a PostgreSQL"
+            "pip install 'sqlalchemy-cqrs[embedded]', or name a PostgreSQL instead "
+            "(CQRS_DATABASE_URL for programs, CQRS_TEST_DATABASE_URL for the test fixtures)"
         ) from None
     return pgserver
 
