@@ -3,8 +3,15 @@
 The curated API; ``tests/test_public_api.py`` pins ``__all__``::
 
     from cqrs import Event, EventStore, NO_STREAM, event
+
+``cqrs.__version__`` is the installed distribution's (``sqlalchemy-cqrs``)::
+
+    >>> import cqrs
+    >>> cqrs.__version__  # doctest: +SKIP
+    '0.1.0'
 """
 
+from cqrs._version import __version__ as __version__
 from cqrs.aggregates import Aggregate, Repository, SnapshotIgnored, applies
 from cqrs.commands import (
     CommandBus,

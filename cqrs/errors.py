@@ -1,7 +1,10 @@
 """Public: every exception the toolkit raises on purpose.
 
 One tree, stable codes. Each code has a section in ``docs/errors.md`` that
-says what happened and what to do; ``str(exc)`` ends with that link::
+says what happened and what to do. That page ships inside every installed
+copy, so ``str(exc)`` ends with the command that prints the section of the
+version installed, ``cqrs explain CODE`` (no URL that could move or drift
+from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
 
     CqrsError                         cqrs-error
     ├── ConfigurationError            cqrs-config
@@ -44,11 +47,13 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from cqrs.store.horizon import HorizonHolder
 
-DOCS = "docs/errors.md"
+EXPLAIN = "cqrs explain"
+"""The stable address of an error's documentation: ``cqrs explain CODE``."""
 
 
 class CqrsError(Exception):
-    """Base of every toolkit error; ``code`` names its section in docs/errors.md."""
+    """Base of every toolkit error; ``code`` names its section in docs/errors.md
+    (printed by ``cqrs explain CODE``)."""
 
     code: ClassVar[str] = "cqrs-error"
 
@@ -57,7 +62,7 @@ class CqrsError(Exception):
         self.message = message
 
     def __str__(self) -> str:
-        return f"{self.message} (see {DOCS}#{self.code})"
+        return f"{self.message} (see `{EXPLAIN} {self.code}`)"
 
 
 class ConfigurationError(CqrsError):

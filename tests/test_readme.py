@@ -1,7 +1,9 @@
-"""The README's complete example runs, unchanged but for its engine, on real PostgreSQL."""
+"""The README's complete example runs on real PostgreSQL: as written (it starts its own
+embedded server, no database needed), and with its engine pointed at the test database."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINE_LINE = 'engine = create_engine("postgresql+psycopg://localhost/shop")  # your database'
+ENGINE_LINE = 'engine = create_engine(cqrs.embedded.start(tempfile.mkdtemp(prefix="cqrs-readme-")))'
 
 
 def readme_example() -> str:
@@ -44,3 +46,23 @@ def test_readme_example_runs(cqrs_database_url: str) -> None:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def test_readme_example_runs_as_written_with_no_database(tmp_path: Path) -> None:
+    from cqrs import embedded
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CQRS_")}
+    env["TMPDIR"] = str(tmp_path)  # where tempfile.mkdtemp puts the server's data
+    done = subprocess.run(
+        [sys.executable, "-c", readme_example()], capture_output=True, text=True,
+        timeout=300, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    data_dirs = list(tmp_path.glob("cqrs-readme-*"))
+    try:
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "[('o-1', 'shipped'), ('o-2', 'placed')]" in done.stdout
+        assert len(data_dirs) == 1 and (data_dirs[0] / "PG_VERSION").exists()
+        assert embedded.running_url(data_dirs[0]) is None  # it stopped with the program
+    finally:
+        for path in data_dirs:
+            embedded.stop(path)

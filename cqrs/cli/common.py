@@ -1,35 +1,76 @@
-"""Internal: what every CLI command shares: the database option, output, progress."""
+"""Internal: what every CLI command shares: exit codes, the database option, output,
+checkpoint tokens, progress."""
 
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO, TypeVar
 
 import attrs
 from sqlalchemy import Engine, create_engine
 
 from cqrs.config import Settings
+from cqrs.events.model import Position
+from cqrs.projections.sql import MAX_POSITION
 
 T = TypeVar("T")
 
 
+class Exit(enum.IntEnum):
+    """The ``cqrs`` command's exit codes (docs/guides/operations.md, "The command line")."""
+
+    OK = 0
+    RUNTIME = 1  # the toolkit or the database refused what the command asked
+    USAGE = 2  # bad arguments or settings: the command did not start its work
+    UNREACHABLE = 3  # cannot connect to the database
+    PARKED = 4  # `projections run --once` finished but parked events in dead_letters
+    INTERRUPTED = 130  # Ctrl-C
+    PIPE = 141  # the reader closed the pipe (`| head`): 128 + SIGPIPE, as shells report it
+
+
+def checkpoint_token(position: Position) -> str:
+    """A checkpoint as text, the same in text and JSON output: ``xid:position``, or
+    ``xid:end`` once the runner passed every event of transactions before ``xid``."""
+    if position.global_position == MAX_POSITION:
+        return f"{position.transaction_id}:end"
+    return str(position)
+
+
+def parse_checkpoint(token: str) -> Position:
+    """Read ``xid:position`` or ``xid:end`` (what ``checkpoint_token`` writes)."""
+    xid, _, pos = token.partition(":")
+    return Position.parse(f"{xid}:{MAX_POSITION}" if pos == "end" else token)
+
+
 def add_common(parser: argparse.ArgumentParser) -> None:
-    """``--database-url`` (else ``CQRS_DATABASE_URL``) and ``--json``."""
-    parser.add_argument(
+    """``--database-url`` (else ``CQRS_DATABASE_URL``) or ``--embedded DIR``, and ``--json``."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--database-url",
         help="PostgreSQL URL (default: $CQRS_DATABASE_URL)",
+    )
+    where.add_argument(
+        "--embedded",
+        metavar="DIR",
+        help="use the embedded PostgreSQL with its data in DIR, started if needed "
+        "(pip install 'sqlalchemy-cqrs[embedded]')",
     )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """``Settings.from_env()``, with ``--database-url`` taking precedence."""
+    """``Settings.from_env()``, with ``--database-url`` or ``--embedded`` taking precedence."""
     settings = Settings.from_env()
     if getattr(args, "database_url", None):
         settings = attrs.evolve(settings, database_url=args.database_url)
+    elif getattr(args, "embedded", None):
+        from cqrs import embedded
+
+        settings = attrs.evolve(settings, database_url=embedded.start(args.embedded))
     return settings
 
 
@@ -38,7 +79,9 @@ def engine_from(args: argparse.Namespace) -> Engine:
 
     url = settings_from(args).database_url
     if not url:
-        raise ConfigurationError("no database given; pass --database-url or set CQRS_DATABASE_URL")
+        raise ConfigurationError(
+            "no database given; pass --database-url, set CQRS_DATABASE_URL, or use --embedded DIR"
+        )
     return create_engine(url)
 
 
@@ -49,6 +92,32 @@ def emit(args: argparse.Namespace, data: Any, human: str, out: TextIO | None = N
         out.write(json.dumps(data, default=str, indent=2) + "\n")
     else:
         out.write(human.rstrip("\n") + "\n")
+
+
+def emit_line(args: argparse.Namespace, data: Any, human: str, out: TextIO | None = None) -> None:
+    """One record of a stream: a JSON Lines line with ``--json``, else ``human``; flushed,
+    so a follower sees it at once and a closed pipe is noticed at once."""
+    out = out or sys.stdout
+    if getattr(args, "json", False):
+        out.write(json.dumps(data, default=str, separators=(",", ":")) + "\n")
+    else:
+        out.write(human.rstrip("\n") + "\n")
+    out.flush()
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]], right: set[int]) -> str:
+    """Rows under a header row, columns as wide as their widest cell; the columns in
+    ``right`` are right-aligned (numbers). The last column is not padded."""
+    cells = [list(header), *([("" if c is None else str(c)) for c in r] for r in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = []
+    for row in cells:
+        shown = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(shown).rstrip())
+    return "\n".join(lines)
 
 
 def progress(

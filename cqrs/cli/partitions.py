@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 from sqlalchemy import Engine
 
-from cqrs.cli.common import add_common, emit, engine_from, settings_from
+from cqrs.cli.common import add_common, emit, engine_from, settings_from, table
 from cqrs.config import Settings
 from cqrs.store import partitions
 
@@ -62,13 +62,16 @@ def _size(n: int) -> str:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     rows = list_partitions(engine_from(args), exact=args.exact)
-    lines = [
-        f"{p['name']:<22} {'attached' if p['attached'] else 'DETACHED':<9} "
-        f"{'?' if p['rows'] is None else p['rows']:>12} rows {_size(p['bytes']):>9}  "
-        f"{p['bounds'] or ''}"
-        for p in rows
-    ]
-    emit(args, rows, "\n".join(lines) or "no partitions")
+    shown = table(
+        ("partition", "state", "rows" if args.exact else "rows (estimate)", "size", "bounds"),
+        (
+            (p["name"], "attached" if p["attached"] else "DETACHED",
+             "?" if p["rows"] is None else p["rows"], _size(p["bytes"]), p["bounds"] or "")
+            for p in rows
+        ),
+        right={2, 3},
+    )  # fmt: skip
+    emit(args, rows, shown if rows else "no partitions")
     return 0
 
 
@@ -119,7 +122,9 @@ def register(sub: Any) -> None:
     add_common(ensure)
     ensure.set_defaults(func=_cmd_ensure)
 
-    detach = commands.add_parser("detach", help="detach an old partition (CONCURRENTLY)")
+    detach = commands.add_parser(
+        "detach", help="detach an old monthly partition (CONCURRENTLY); hash ones never"
+    )
     detach.add_argument("name", help="e.g. events_y2025m01")
     detach.add_argument(
         "--no-concurrently", action="store_true", help="detach in one short locking step"

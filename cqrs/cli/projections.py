@@ -16,9 +16,8 @@ from typing import Any
 
 import attrs
 
-from cqrs.cli.common import add_common, emit, engine_from
+from cqrs.cli.common import Exit, add_common, checkpoint_token, emit, engine_from
 from cqrs.errors import ConfigurationError
-from cqrs.events.model import Position
 from cqrs.projections.dead_letters import (
     list_dead_letters,
     retry_dead_letters,
@@ -27,7 +26,6 @@ from cqrs.projections.dead_letters import (
 from cqrs.projections.declarative import Projection
 from cqrs.projections.rebuild import rebuild
 from cqrs.projections.runner import ProjectionRunner
-from cqrs.projections.sql import MAX_POSITION
 from cqrs.projections.status import horizon_holder, projection_status
 
 
@@ -70,10 +68,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         engine_from(args), projections, poll_interval=args.poll, durable=not args.no_durable
     )
     if args.once:
+        engine = runner.engine
+        names = {p.name for p in projections}
+        before = {d.id for d in list_dead_letters(engine) if d.projection in names}
         n = runner.run_until_caught_up()
         runner.close()
-        emit(args, {"events": n}, f"applied {n} events")
-        return 0
+        parked = [
+            d for d in list_dead_letters(engine) if d.projection in names and d.id not in before
+        ]
+        data = {"events": n, "parked": len(parked), "dead_letters": [d.id for d in parked]}
+        text = f"applied {n} events"
+        if parked:
+            streams = sorted({d.stream_id for d in parked})
+            text += (
+                f"; parked {len(parked)} events of {len(streams)} streams in dead_letters "
+                f"({', '.join(streams[:5])}{', ...' if len(streams) > 5 else ''}): "
+                "see `cqrs projections dead-letters list`, then retry or skip them"
+            )
+        emit(args, data, text)
+        return Exit.PARKED if parked else Exit.OK
     stop = threading.Event()
     runner.stop = stop
     runner.stop_on_signals()
@@ -89,7 +102,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     data: dict[str, Any] = {
         "shards": [
             {
-                "projection": s.projection, "shard": s.shard, "checkpoint": str(s.checkpoint),
+                "projection": s.projection, "shard": s.shard,
+                "checkpoint": checkpoint_token(s.checkpoint),
                 "behind": s.behind, "last_error": s.last_error, "parked": s.parked,
                 "owner": s.owner, "updated_at": s.updated_at,
             }
@@ -102,7 +116,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     ]
     for s in shards:
         lines.append(
-            f"{s.projection:<28} {s.shard:>5} {_shown(s.checkpoint):>22} {s.behind:>8} "
+            f"{s.projection:<28} {s.shard:>5} {checkpoint_token(s.checkpoint):>22} {s.behind:>8} "
             f"{s.parked:>6}  {(s.last_error or '')[:60]}"
         )
     if holder is not None:
@@ -133,7 +147,7 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     emit(
         args,
         {"projection": result.projection, "events": result.events,
-         "checkpoint": str(result.checkpoint), "tables": list(result.tables)},
+         "checkpoint": checkpoint_token(result.checkpoint), "tables": list(result.tables)},
         f"rebuilt {result.projection} from {result.events} events; swapped in "
         f"{', '.join(result.tables)}",
     )  # fmt: skip
@@ -174,14 +188,6 @@ def _cmd_dl_skip(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shown(position: Position) -> str:
-    """A checkpoint for people: ``xid:end`` once the runner passed every event of
-    transactions before ``xid`` (the drained-log checkpoint), else ``xid:position``."""
-    if position.global_position == MAX_POSITION:
-        return f"{position.transaction_id}:end"
-    return str(position)
-
-
 def register(sub: Any) -> None:
     group = sub.add_parser("projections", help="run and operate projections")
     commands = group.add_subparsers(required=True, metavar="ACTION")
@@ -189,7 +195,10 @@ def register(sub: Any) -> None:
     run = commands.add_parser("run", help="catch up, then follow the log (SIGTERM stops)")
     run.add_argument("--module", required=True, help="package.module:attribute of projections")
     run.add_argument("--poll", type=float, default=0.5, help="polling interval in seconds")
-    run.add_argument("--once", action="store_true", help="stop when caught up")
+    run.add_argument(
+        "--once", action="store_true",
+        help="stop when caught up (exit 4 when events were parked on the way)",
+    )  # fmt: skip
     run.add_argument(
         "--no-durable", action="store_true",
         help="commit batches with synchronous_commit=off (lower latency; see the guide)",

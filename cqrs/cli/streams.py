@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from cqrs.cli.common import add_common, emit, engine_from
+from cqrs.cli.common import add_common, emit, emit_line, engine_from, parse_checkpoint
 from cqrs.errors import StreamNotFound
 from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Position, RecordedEvent
@@ -88,9 +88,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    after = Position.parse(args.after) if args.after else START
+    after = parse_checkpoint(args.after) if args.after else START
     for e in tail_events(engine_from(args), after, follow=not args.no_follow):
-        emit(
+        emit_line(
             args, e, f"{e['position']:>14}  {e['stream_id']:<24} {e['event_type']:<28} {e['data']}"
         )
     return 0
@@ -104,8 +104,14 @@ def register(sub: Any) -> None:
     show.set_defaults(func=_cmd_show)
 
     events = sub.add_parser("events", help="read the log").add_subparsers(required=True)
-    tail = events.add_parser("tail", help="print events as they commit (Ctrl-C stops)")
-    tail.add_argument("--after", help="position token to start after (default: the start)")
+    tail = events.add_parser(
+        "tail", help="print events as they commit (Ctrl-C stops); --json: one per line"
+    )
+    tail.add_argument(
+        "--after",
+        help="a position (xid:position) or checkpoint (xid:end) to start after "
+        "(default: the start)",
+    )
     tail.add_argument("--no-follow", action="store_true", help="stop at the end of the log")
     add_common(tail)
     tail.set_defaults(func=_cmd_tail)

@@ -9,7 +9,8 @@ blocks the event loop::
     ...     await dispatch_async(bus, PlaceOrder("o-1", "c-1", Decimal(5)), session)
     ...     order = await load_async(session, Order, "o-1")
 
-Use the ``postgresql+psycopg://`` URL with ``create_async_engine``.
+Use the ``postgresql+psycopg://`` URL with ``create_async_engine``. The bridge
+needs the ``greenlet`` package: ``pip install 'sqlalchemy-cqrs[asyncio]'``.
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from cqrs.aggregates.aggregate import Aggregate
 from cqrs.aggregates.repository import Repository
 from cqrs.commands.bus import CommandBus
 from cqrs.commands.context import CommandOutcome
+from cqrs.errors import ConfigurationError
 from cqrs.events.model import Event, RecordedEvent
 from cqrs.store.event_store import EventStore
+
+try:
+    import greenlet  # noqa: F401  # SQLAlchemy's AsyncSession.run_sync needs it
+    from sqlalchemy.ext.asyncio import AsyncSession
+except ImportError:
+    raise ConfigurationError(
+        "cqrs.commands.asyncio runs commands through SQLAlchemy's greenlet bridge, and the "
+        "greenlet package is not installed; pip install 'sqlalchemy-cqrs[asyncio]'"
+    ) from None
 
 A = TypeVar("A", bound=Aggregate)
 

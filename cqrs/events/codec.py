@@ -65,6 +65,15 @@ class EventCodec:
                 f"event {name!r} holds a NUL character (U+0000), which PostgreSQL's jsonb "
                 "cannot store; strip it, or encode binary data as base64 text"
             )
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise SerializationError(
+                    f"event {name!r} holds {exc.object[exc.start : exc.end]!r}, a lone "
+                    "surrogate that is not UTF-8 text; decode the input that produced it "
+                    "properly (it often comes from errors='surrogateescape')"
+                ) from exc
         return name, cls.schema_version, text
 
     def encode_metadata(self, metadata: Mapping[str, Any]) -> str:

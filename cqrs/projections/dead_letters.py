@@ -51,6 +51,13 @@ DELETE_IDS = text(
     "DELETE FROM dead_letters WHERE projection = :p AND id = ANY(CAST(:ids AS bigint[])) "
     "RETURNING id"
 )
+# A shard's last error is about its parked events: once none is left (retried or
+# skipped), `cqrs projections status` should stop showing it.
+CLEAR_SETTLED_ERRORS = text(
+    "UPDATE checkpoints c SET last_error = NULL WHERE c.projection = :p "
+    "AND c.last_error IS NOT NULL AND NOT EXISTS "
+    "(SELECT 1 FROM dead_letters d WHERE d.projection = c.projection AND d.shard = c.shard)"
+)
 RECORD_FAILURE = text(
     "UPDATE dead_letters SET error = :err, attempts = attempts + 1 WHERE id = :id"
 )
@@ -141,6 +148,7 @@ def _retry_stream(
                 break
         else:
             conn.execute(DELETE_IDS, {"p": name, "ids": [int(r[0]) for r in parked]})
+            conn.execute(CLEAR_SETTLED_ERRORS, {"p": name})
             return len(parked)
     assert failed is not None
     letter_id, exc = failed
@@ -156,7 +164,9 @@ def skip_dead_letters(engine: Engine, projection: str, ids: Iterable[int]) -> in
     """Drop parked entries without applying them; returns how many were dropped.
 
     A stream stays parked while any entry of it remains: skip the poison event,
-    then ``retry`` the rest of the stream.
+    then ``retry`` the rest of the stream. A shard left with no parked entry
+    loses its ``last_error`` (``projection_status`` stops reporting it); so
+    does one whose entries all applied on ``retry``.
     """
     wanted = list(ids)
     with engine.begin() as conn:
@@ -167,4 +177,5 @@ def skip_dead_letters(engine: Engine, projection: str, ids: Iterable[int]) -> in
                 f"projection {projection!r} has no dead letters {missing}; nothing was "
                 "skipped; see `cqrs projections dead-letters list`"
             )
+        conn.execute(CLEAR_SETTLED_ERRORS, {"p": projection})
     return len(gone)

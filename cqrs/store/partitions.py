@@ -243,6 +243,17 @@ def live_streams_in(connection: Connection, name: str, limit: int = 5) -> list[s
     return list(rows.scalars())
 
 
+def _refuse_hash(name: str) -> None:
+    if name.startswith("events_h"):
+        raise InvalidInput(
+            f"{name!r} is a hash partition: every stream id hashes into one of them, so "
+            "without it appends to a share of all streams would fail; attached hash "
+            "partitions are never detached or archived (not even with force). Retire "
+            "whole streams with EventStore.archive, or move to the monthly layout for "
+            "time-based retention"
+        )
+
+
 def _refuse_if_live(connection: Connection, name: str) -> None:
     live = live_streams_in(connection, name)
     if live:
@@ -265,11 +276,13 @@ def detach(
     that was interrupted half-way is finished (``FINALIZE``). Without it the detach
     is one quick step in the caller's transaction that briefly locks ``events``.
     Refuses (``PartitionInUse``) while streams that are not archived have events
-    there, unless ``force``.
+    there, unless ``force``; always refuses a hash partition (``InvalidInput``):
+    every stream hashes into one, so its absence would break appends.
 
     >>> detach(autocommit_conn, "events_y2025m01", concurrently=True)  # doctest: +SKIP
     """
     _require(connection, name, attached=True)
+    _refuse_hash(name)
     if concurrently and not _autocommit(connection):
         raise InvalidInput(
             "DETACH PARTITION CONCURRENTLY cannot run inside a transaction; use an "
@@ -316,12 +329,14 @@ def archive(
     (gzip when the name ends in ``.gz``) and the table is dropped once every row
     is written; an existing file is never overwritten. Refuses
     (``PartitionInUse``) while streams that are not archived have events there,
-    unless ``force``.
+    unless ``force``, and always refuses an attached hash partition.
 
     >>> archive(conn, "events_y2025m01", to_file="/backups/events_y2025m01.csv.gz")
     ...     # doctest: +SKIP
     """
     attached = _require(connection, name, attached=None)
+    if attached:
+        _refuse_hash(name)
     if to_file is None and not schema:
         raise InvalidInput("archive needs a schema or a file: pass schema=... or to_file=...")
     if to_file is not None and Path(to_file).exists():

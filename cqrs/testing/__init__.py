@@ -5,7 +5,13 @@
 
 from typing import TYPE_CHECKING, Any
 
-from cqrs.testing.database import database_url, embedded_url, isolated_schema, schema_engine
+from cqrs.testing.database import (
+    database_url,
+    database_url_for_tests,
+    embedded_url,
+    isolated_schema,
+    schema_engine,
+)
 from cqrs.testing.memory import InMemoryEventStore
 from cqrs.testing.scenario import AggregateScenario, CommandScenario, ProcessScenario
 
@@ -19,6 +25,7 @@ __all__ = [
     "InMemoryEventStore",
     "ProcessScenario",
     "database_url",
+    "database_url_for_tests",
     "embedded_url",
     "isolated_schema",
     "schema_engine",

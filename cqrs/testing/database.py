@@ -1,13 +1,16 @@
 """Public: a real PostgreSQL for tests, demos and benchmarks.
 
-``database_url()`` answers ``CQRS_DATABASE_URL`` when it is set, otherwise it
-starts (once per process) an embedded PostgreSQL 16 from the ``pgserver``
-package in ``.cqrs/pgdata`` and answers its URL. ``isolated_schema`` gives one
-caller a fresh schema with the toolkit's tables, made the way production makes
-them (the ``cqrs`` Alembic branch), dropped afterwards.
+``database_url()`` (demos, benchmarks) answers ``CQRS_DATABASE_URL`` when it is
+set; ``database_url_for_tests()`` (the pytest fixtures) answers
+``CQRS_TEST_DATABASE_URL``, never the production variable. Without their
+variable both start (or reuse) an embedded PostgreSQL 16 from the ``pgserver``
+package in ``.cqrs/pgdata`` (``cqrs.embedded``) and answer its URL.
+``isolated_schema`` gives one caller a fresh schema with the toolkit's tables,
+made the way production makes them (the ``cqrs`` Alembic branch), plus any
+metadata of the caller's, dropped afterwards.
 
-    >>> url = database_url()                     # doctest: +SKIP
-    >>> with isolated_schema(url) as engine:     # doctest: +SKIP
+    >>> url = database_url_for_tests()                                      # doctest: +SKIP
+    >>> with isolated_schema(url, metadata=[Base.metadata]) as engine:  # doctest: +SKIP
     ...     ...
 """
 
@@ -15,44 +18,23 @@ from __future__ import annotations
 
 import os
 import uuid
-import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, MetaData, NullPool, create_engine, text
 
+from cqrs import embedded
 from cqrs.config import Settings, normalise_url
-from cqrs.errors import ConfigurationError
 from cqrs.migrations.commands import upgrade
-
-_embedded: Any = None
 
 
 def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
-    """Start the embedded PostgreSQL (once per process) and return its URL."""
-    global _embedded
-    if _embedded is None:
-        try:
-            with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset on CI
-                warnings.simplefilter("ignore")
-                import pgserver
-        except ImportError:  # pragma: no cover - dev extra missing
-            raise ConfigurationError(
-                "no CQRS_DATABASE_URL is set and the pgserver package is not installed; "
-                "pip install 'cqrs[dev]' or point CQRS_DATABASE_URL at a PostgreSQL"
-            ) from None
-        path = Path(data_dir or os.environ.get("CQRS_PGDATA") or ".cqrs/pgdata").resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset on CI
-            warnings.simplefilter("ignore")
-            _embedded = pgserver.get_server(  # type: ignore[attr-defined]
-                path, cleanup_mode="stop"
-            )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return normalise_url(_embedded.get_uri())
+    """Start (or reuse) the embedded PostgreSQL and return its URL (``cqrs.embedded.start``).
+
+    The data lives in ``data_dir``, else ``$CQRS_PGDATA``, else ``.cqrs/pgdata``.
+    """
+    return embedded.start(data_dir or os.environ.get("CQRS_PGDATA") or ".cqrs/pgdata")
 
 
 def database_url(environ: dict[str, str] | None = None) -> str:
@@ -62,17 +44,42 @@ def database_url(environ: dict[str, str] | None = None) -> str:
     return normalise_url(url) if url else embedded_url()
 
 
-def schema_engine(url: str, schema: str, **kwargs: Any) -> Engine:
-    """An engine whose connections use ``schema`` first on their search path."""
-    connect_args = {"options": f"-csearch_path={schema},public"}
-    return create_engine(url, connect_args=connect_args, **kwargs)
+def database_url_for_tests(environ: Mapping[str, str] | None = None) -> str:
+    """``CQRS_TEST_DATABASE_URL`` if set, else the embedded server's URL.
+
+    Tests create and drop schemas in that database; ``CQRS_DATABASE_URL``, which
+    names the service's real database, is deliberately not read.
+    """
+    env = os.environ if environ is None else environ
+    url = env.get("CQRS_TEST_DATABASE_URL")
+    return normalise_url(url) if url else embedded_url()
+
+
+def schema_engine(url: str, schema: str, *, public: bool = True, **kwargs: Any) -> Engine:
+    """An engine whose connections use ``schema`` first on their search path, then
+    ``public`` (for extensions and shared tables) unless ``public=False``."""
+    path = f"{schema},public" if public else schema
+    return create_engine(url, connect_args={"options": f"-csearch_path={path}"}, **kwargs)
 
 
 @contextmanager
 def isolated_schema(
-    url: str, settings: Settings | None = None, *, prefix: str = "t", **engine_kwargs: Any
+    url: str,
+    settings: Settings | None = None,
+    *,
+    metadata: Sequence[MetaData] = (),
+    prefix: str = "t",
+    **engine_kwargs: Any,
 ) -> Iterator[Engine]:
-    """A fresh schema holding the toolkit's tables, as an engine; dropped on exit."""
+    """A fresh schema holding the toolkit's tables (and ``metadata``'s), as an engine;
+    dropped on exit.
+
+    The toolkit's tables come from its Alembic branch, run with only the new
+    schema on the search path, so an ``alembic_version`` that the service's own
+    migrations left in ``public`` is neither read nor touched. Then each
+    ``metadata`` is created with ``create_all`` (tables that exist are skipped,
+    so passing ``cqrs.schema.metadata`` along with yours is harmless).
+    """
     schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
@@ -80,9 +87,13 @@ def isolated_schema(
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         engine = schema_engine(url, schema, **engine_kwargs)
         try:
-            with engine.connect() as conn:
+            migrator = schema_engine(url, schema, public=False, poolclass=NullPool)
+            with migrator.connect() as conn:
                 upgrade(conn, settings)
+                for tables in metadata:
+                    tables.create_all(conn)
                 conn.commit()
+            migrator.dispose()
             yield engine
         finally:
             engine.dispose()

@@ -189,20 +189,24 @@ def test_cli_run_status_and_dead_letters(
     append(engine, "order-1", OrderPlaced("order-1", "c", Decimal(1)), Marker("fail", "order-1"))
     append(engine, "order-2", OrderPlaced("order-2", "c", Decimal(1)))
     module = "test_projection_models:projections"
-    assert main(["projections", "run", "--module", module, "--once", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"events": 3}
+    assert main(["projections", "run", "--module", module, "--once", "--json"]) == 4  # parked
+    ran = json.loads(capsys.readouterr().out)
+    assert (ran["events"], ran["parked"]) == (3, 1)
     assert main(["projections", "status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["shards"][0]["parked"] == 1
+    assert status["shards"][0]["parked"] == 1 and status["shards"][0]["last_error"]
     assert main(["projections", "dead-letters", "list", "--json"]) == 0
     [letter] = json.loads(capsys.readouterr().out)
-    assert letter["stream_id"] == "order-1"
+    assert letter["stream_id"] == "order-1" and ran["dead_letters"] == [letter["id"]]
     HOOKS["fail"] = set()
     args = ["projections", "dead-letters", "retry", "--projection", "order_summary",
             "--module", module, "--stream", "order-1", "--json"]  # fmt: skip
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out) == {"applied": 1}
-    assert main(["projections", "dead-letters", "skip", "1", "--projection", "nope"]) == 2
+    assert main(["projections", "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)  # retried: the error is settled
+    assert status["shards"][0]["parked"] == 0 and status["shards"][0]["last_error"] is None
+    assert main(["projections", "dead-letters", "skip", "1", "--projection", "nope"]) == 1
     assert "no dead letters" in capsys.readouterr().err
     assert main(["projections", "rebuild", "order_summary", "--module", module, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["events"] == 3

@@ -25,8 +25,10 @@ from cqrs.aggregates import SnapshotStore
 from cqrs.errors import SerializationError
 
 skus = st.sampled_from(["a", "b", "c"])
-# PostgreSQL jsonb cannot hold U+0000 (the store's input checks are not this test's subject)
-texts = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=8)
+# PostgreSQL jsonb cannot hold U+0000, UTF-8 no lone surrogate: the codec refuses both
+texts = st.text(
+    alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=8
+)
 events = st.one_of(
     st.builds(
         OrderPlaced,

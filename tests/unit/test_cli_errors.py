@@ -11,7 +11,7 @@ def test_unreachable_database_is_one_clear_line(capsys: pytest.CaptureFixture[st
     code = main(["streams", "show", "x", "--database-url", "postgresql://nobody@127.0.0.1:1/x"])
     err = capsys.readouterr().err
     assert code == 3
-    assert err.startswith("cqrs: the database refused:")
+    assert err.startswith("cqrs: cannot connect to the database:")
     assert "--database-url" in err
     assert "Traceback" not in err
 
@@ -21,7 +21,10 @@ def test_missing_database_url_is_a_configuration_error(
 ) -> None:
     monkeypatch.delenv("CQRS_DATABASE_URL", raising=False)
     assert main(["streams", "show", "x"]) == 2
-    assert "pass --database-url or set CQRS_DATABASE_URL" in capsys.readouterr().err
+    assert (
+        "pass --database-url, set CQRS_DATABASE_URL, or use --embedded DIR"
+        in capsys.readouterr().err
+    )
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -108,7 +108,7 @@ def test_concurrency_error_fields_and_message() -> None:
     assert "version 4" in str(err) and "retry" in str(err)
     missing = ConcurrencyError("order-1", expected=NO_STREAM, actual=None)
     assert missing.actual is None and "no stream" in str(missing)
-    assert str(missing).endswith("(see docs/errors.md#cqrs-concurrency)")
+    assert str(missing).endswith("(see `cqrs explain cqrs-concurrency`)")
 
 
 def test_input_errors_are_one_family() -> None:

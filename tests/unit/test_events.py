@@ -122,6 +122,12 @@ def test_codec_refuses_what_json_cannot_hold(value: Any) -> None:
     assert info.value.code == "cqrs-serialization"
 
 
+def test_codec_refuses_a_lone_surrogate() -> None:
+    with pytest.raises(SerializationError, match="lone surrogate") as info:
+        EventCodec(registry).encode(Loose("ok \ud800"))
+    assert info.value.code == "cqrs-serialization"
+
+
 def test_codec_refuses_bad_metadata() -> None:
     codec = EventCodec(registry)
     assert json.loads(codec.encode_metadata({"id": uuid.UUID(int=1), "n": 1})) == {
