@@ -3,15 +3,19 @@ SHARDS OWNER``; runs until killed or SIGTERM."""
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 import threading
 
-from relay_domain import build_relay, store
-from sqlalchemy import create_engine
+STOP = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: STOP.set())  # before the slow imports
 
-from cqrs.relay import RelayRunner
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from relay_domain import build_relay, store  # noqa: E402
+from sqlalchemy import create_engine  # noqa: E402
+
+from cqrs.relay import RelayRunner  # noqa: E402
 
 
 def main(db: str, nats_url: str, prefix: str, stream: str, shards: str, owner: str) -> None:
@@ -21,9 +25,7 @@ def main(db: str, nats_url: str, prefix: str, stream: str, shards: str, owner: s
         create_engine(db), [relay], nats_url=nats_url, store=store(), owner=owner,
         poll_interval=0.02, lease_ttl=1.0, ack_timeout=3.0, max_backoff=0.5,
     )  # fmt: skip
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    runner.run_forever(stop)
+    runner.run_forever(STOP)
 
 
 if __name__ == "__main__":
