@@ -13,7 +13,12 @@ from sqlalchemy.exc import DBAPIError
 
 from cqrs.errors import CqrsError
 
-COMMAND_MODULES = ("cqrs.cli.streams", "cqrs.cli.partitions", "cqrs.cli.projections")
+COMMAND_MODULES = (
+    "cqrs.cli.streams",
+    "cqrs.cli.partitions",
+    "cqrs.cli.projections",
+    "cqrs.cli.relay",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -152,3 +152,10 @@ def assert_exactly_once_in_order(engine: Engine) -> None:
         per_stream.setdefault(sid, []).append(version)
     for sid, versions in per_stream.items():
         assert versions == sorted(versions), f"stream {sid} out of order: {versions}"
+
+
+def cli_relays() -> Relay:
+    """For ``cqrs relay run --module relay_domain:cli_relays`` (prefix and stream from env)."""
+    import os
+
+    return build_relay(os.environ["RL_PREFIX"], os.environ["RL_STREAM"])

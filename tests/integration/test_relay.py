@@ -270,3 +270,38 @@ def test_selection_errors_are_typed() -> None:
         relay.select(Noted, subject="a b.*")
     with pytest.raises(RelayError, match="prefix"):
         Relay("bad2", prefix="with space")
+
+
+def test_cli_relay_run_once_and_status(
+    engine: Engine, cqrs_nats_url: str, names: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    import json
+
+    from test_runner_crashes import _schema_url
+
+    from cqrs.cli.main import main
+
+    prefix, stream = names
+    append_orders(engine, streams=2, rounds=2)
+    monkeypatch.setenv("RL_PREFIX", prefix)
+    monkeypatch.setenv("RL_STREAM", stream)
+    common = ["--module", "relay_domain:cli_relays", "--nats-url", cqrs_nats_url,
+              "--database-url", _schema_url(engine), "--json"]  # fmt: skip
+    assert main(["relay", "run", "--once", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["published"] == 8
+    assert main(["relay", "status", *common]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [(s["relay"], s["behind"], s["last_error"]) for s in status["shards"]] == [
+        ("rl_out", 0, None)
+    ]
+    assert status["streams"][stream]["duplicate_window_s"] == 600
+    # the broker gone: one line on stderr, exit code 2, no traceback
+    with NatsServer() as server:
+        gone = server.url
+    append_orders(engine, streams=1, rounds=1, start=5)
+    args = ["relay", "run", "--once", "--max-wait", "0.3", *common[:2], "--nats-url", gone,
+            "--database-url", _schema_url(engine)]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cqrs: NATS at") and "\n" not in err and "cqrs-broker-unavailable" in err

@@ -106,7 +106,8 @@ def test_sigkill_the_relay_mid_stream_many_times(
         proc = _worker(engine, cqrs_nats_url, prefix, stream, 1, f"victim-{round_}")
         try:
             # kill it once it has published something of this round, mid-stream
-            _wait(lambda: stream_messages(cqrs_nats_url, stream) > 36 * round_, "a publish")
+            seen = 36 * round_
+            _wait(lambda: stream_messages(cqrs_nats_url, stream) > seen, "a publish")  # noqa: B023
             time.sleep(rng.uniform(0.0, 0.3))
         finally:
             proc.send_signal(signal.SIGKILL)
