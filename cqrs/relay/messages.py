@@ -68,6 +68,10 @@ class OutgoingMessage:
         return self.headers[MSG_ID]
 
 
+# One encoder for every message: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def to_json(data: Any) -> bytes:
-    """Compact UTF-8 JSON (what the relay puts in a message body)."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """Compact JSON, non-ASCII characters escaped (what the relay puts in a message body)."""
+    return _ENCODER.encode(data).encode()

@@ -198,10 +198,10 @@ class JetStreamPublisher:
         return list(await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout))
 
     async def _send(self, js: JetStreamContext, m: OutgoingMessage) -> asyncio.Future[PubAck]:
-        return await js.publish_async(
-            m.subject, m.payload, headers=dict(m.headers), stream=self.stream,
-            wait_stall=self.ack_timeout,
-        )  # fmt: skip
+        # no wait_stall: with a timeout, nats-py makes a task per message to wait on its
+        # semaphore (a batch never exceeds its 4000 pending publishes anyway)
+        return await js.publish_async(m.subject, m.payload, headers=dict(m.headers),
+                                      stream=self.stream)  # fmt: skip
 
     # -- streams ----------------------------------------------------------------
 

@@ -107,6 +107,7 @@ class Relay(Projection):
         self.duplicates = 0  # of which JetStream said "duplicate": dropped repeats
         self.repeat_possible = False  # set by the runner: this batch may have been sent before
         self.report: DedupeWindowTooShort | None = None
+        self._subjects: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:
         return f"Relay({self.name!r})"
@@ -174,7 +175,11 @@ class Relay(Projection):
         """The subject ``recorded`` is published on."""
         route = route or self.route_for(type(recorded.event)) or Route()
         if route.subject is None:
-            return default_subject(self.prefix, recorded.stream_type, recorded.event_type)
+            key = (recorded.stream_type, recorded.event_type)
+            subject = self._subjects.get(key)
+            if subject is None:
+                subject = self._subjects[key] = default_subject(self.prefix, *key)
+            return subject
         if isinstance(route.subject, str):
             return route.subject
         return check_subject(route.subject(recorded), what=f"relay {self.name!r}: subject")
@@ -185,9 +190,9 @@ class Relay(Projection):
         if route is None:
             return None
         kind, version = route.type or recorded.event_type, route.schema_version
-        if route.mapper is None:
-            _, sv, text = self.codec.encode(recorded.event)
-            payload, version = text.encode(), version or sv
+        if route.mapper is None:  # the event as it is now (upcast), as JSON
+            payload = to_json(self.codec.converter.unstructure(recorded.event))
+            version = version or recorded.event.schema_version
         else:
             mapped = route.mapper(recorded)
             if mapped is None:
