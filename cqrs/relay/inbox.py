@@ -119,7 +119,9 @@ class Inbox:
     ``stream`` is the JetStream stream, ``subject`` the consumer's filter
     (wildcards allowed), ``durable`` the consumer's name (default: ``name``).
     ``dead_letter_subject`` (default ``"<name>.dead-letters"``) should be
-    stored by a JetStream stream that the inbox does not read.
+    stored by a JetStream stream that the inbox does not read. The command id
+    is the message id; ``command_id_prefix`` sets two inboxes of one database
+    that consume the same messages apart (``processed_commands`` is shared).
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class Inbox:
         batch: int = 100,
         ack_wait: float = 30.0,
         connect_options: Mapping[str, Any] | None = None,
+        command_id_prefix: str = "",
     ) -> None:
         if not name or "." in name or " " in name:
             raise InboxError(f"inbox name must be a non-empty token without dots: {name!r}")
@@ -154,6 +157,7 @@ class Inbox:
         self.batch = batch
         self.ack_wait = ack_wait
         self.connect_options = dict(connect_options or {})
+        self.command_id_prefix = command_id_prefix
         self._handlers: dict[str, MessageHandler] = {}
         self._held: dict[str, deque[_Held]] = {}
         self._loop: LoopThread | None = None
@@ -363,7 +367,8 @@ class Inbox:
             command = handler(incoming)
             if command is not None:
                 with self.sessions() as session:
-                    outcome = self.bus.execute(command, session, command_id=incoming.id,
+                    cid = self.command_id_prefix + incoming.id
+                    outcome = self.bus.execute(command, session, command_id=cid,
                                                correlation_id=incoming.correlation_id)  # fmt: skip
                 if outcome.replayed:
                     self.replayed += 1

@@ -305,3 +305,34 @@ def test_cli_relay_run_once_and_status(
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("cqrs: NATS at") and "\n" not in err and "cqrs-broker-unavailable" in err
+
+
+def test_a_failing_mapping_parks_its_stream_and_the_others_go_out(
+    engine: Engine, cqrs_nats_url: str, names: tuple[str, str]
+) -> None:
+    from relay_domain import Paid
+
+    from cqrs.projections import FailurePolicy, list_dead_letters
+
+    prefix, stream = names
+    append_orders(engine, streams=3, rounds=2)
+    relay = Relay("rl_out", prefix=prefix, stream=stream, registry=store().codec.registry,
+                  policy=FailurePolicy(retries=1, backoff=0.01))  # fmt: skip
+    relay.select(Placed)
+
+    @relay.maps(Paid)
+    def _paid(r: object) -> dict[str, object]:
+        if getattr(r, "stream_id", None) == "ord-1":
+            raise ValueError("cannot map ord-1")
+        return {"ok": True}
+
+    r = runner(engine, relay, cqrs_nats_url)
+    try:
+        r.run_until_caught_up()
+    finally:
+        r.close()
+    parked = list_dead_letters(engine, "rl_out")
+    assert {d.stream_id for d in parked} == {"ord-1"}
+    assert "cannot map ord-1" in parked[0].error
+    # ord-0 and ord-2 fully out; ord-1 only up to its first Paid (version 3)
+    assert stream_messages(cqrs_nats_url, stream) == 8 + 1
