@@ -91,7 +91,13 @@ class RelayRunner(ProjectionRunner):
         relay.repeat_possible = key not in self._clean and self._has_checkpoint(target)
         relay.report = None
         try:
+            # connect before the batch: a broker that is down never costs a transaction
+            self.publisher.connect()
             outcome = super().process(target)
+        except BrokerError as error:
+            self._clean.discard(key)
+            self._broker_failed(target, error)
+            return Outcome(locked=False)
         except BrokerDown as down:
             self._clean.discard(key)
             self._broker_failed(target, down.error)
