@@ -40,6 +40,7 @@ from cqrs.events.model import Event, RecordedEvent
 from cqrs.events.registry import EventRegistry
 from cqrs.projections.declarative import FailurePolicy, Projection, ProjectionContext
 from cqrs.relay import messages as h
+from cqrs.relay.decode import StoredPayload
 from cqrs.relay.messages import IntegrationEvent, OutgoingMessage, to_json
 from cqrs.relay.publisher import JetStreamPublisher
 from cqrs.relay.subjects import check_subject, default_subject
@@ -186,13 +187,17 @@ class Relay(Projection):
 
     def message(self, recorded: RecordedEvent[Any]) -> OutgoingMessage | None:
         """The message ``recorded`` becomes, or ``None`` when it is not let out."""
-        route = self.route_for(type(recorded.event))
+        event: Any = recorded.event
+        stored = type(event) is StoredPayload
+        route = self.route_for(event.cls if stored else type(event))
         if route is None:
             return None
         kind, version = route.type or recorded.event_type, route.schema_version
-        if route.mapper is None:  # the event as it is now (upcast), as JSON
-            payload = to_json(self.codec.converter.unstructure(recorded.event))
-            version = version or recorded.event.schema_version
+        if stored:  # no mapping, no upcaster: the payload as stored (see cqrs.relay.decode)
+            payload, version = event.text.encode(), version or recorded.schema_version
+        elif route.mapper is None:  # the event as it is now (upcast), as JSON
+            payload = to_json(self.codec.converter.unstructure(event))
+            version = version or event.schema_version
         else:
             mapped = route.mapper(recorded)
             if mapped is None:

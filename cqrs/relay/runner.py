@@ -35,6 +35,7 @@ from cqrs.errors import BrokerError, RelayError
 from cqrs.projections import sql
 from cqrs.projections.batch import Outcome, Target
 from cqrs.projections.runner import ProjectionRunner
+from cqrs.relay.decode import RelayStore
 from cqrs.relay.publisher import JetStreamPublisher
 from cqrs.relay.relay import BrokerDown, Relay
 
@@ -66,6 +67,7 @@ class RelayRunner(ProjectionRunner):
             raise RelayError(f"RelayRunner runs Relay definitions, got {list(relays)}")
         kwargs.setdefault("upkeep_every", None)  # partitions are the projection runner's job
         super().__init__(engine, relays, **kwargs)
+        self.store = RelayStore(self.store, relays)  # verbatim payloads skip decoding
         if publisher is None:
             if not nats_url:
                 raise RelayError("RelayRunner needs nats_url= (or publisher=)")
