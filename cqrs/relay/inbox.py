@@ -22,7 +22,9 @@ while the messages of *other* streams go on; the later messages of the same
 stream (``Cqrs-Stream-Id``) wait behind it, so per-stream order holds. After
 the last retry the message goes to ``dead_letter_subject`` (headers kept,
 ``Cqrs-Error`` added) and is acknowledged; its stream goes on. A message with
-no handler for its type, or a body that is not JSON, goes there at once.
+no handler for its type, or a body that is not JSON, goes there at once. A
+lost database connection is retried with back-off and never counts as a
+failure: an outage dead-letters nothing.
 Broker failures are one-line warnings and a reconnect with back-off.
 
 The NATS connection lives on the inbox's own event-loop thread
@@ -52,6 +54,7 @@ from sqlalchemy.orm import Session
 from cqrs.commands.bus import CommandBus
 from cqrs.errors import BrokerError, InboxError
 from cqrs.projections.batch import describe
+from cqrs.projections.runner import is_transient
 from cqrs.relay import messages as h
 from cqrs.relay.loop import LoopThread
 from cqrs.relay.publisher import broker_error
@@ -311,10 +314,11 @@ class Inbox:
         if queue is not None:  # an earlier message of this stream is being retried
             queue.append(_Held(msg, 0, 0.0, time.monotonic()))
             return 0
-        error = self._handle(msg)
-        if error is None:
+        failed = self._handle(msg)
+        if failed is None:
             return 1
-        failures = max(1, self._deliveries(msg))
+        error, transient = failed
+        failures = 0 if transient else max(1, self._deliveries(msg))
         if failures > self.retry.retries:
             self._dead_letter(msg, error)
             return 1
@@ -329,10 +333,11 @@ class Inbox:
             queue = self._held[key]
             while queue and queue[0].due <= now:
                 head = queue[0]
-                error = self._handle(head.msg)
-                if error is not None:
-                    head.failures += 1
-                    if head.failures <= self.retry.retries:
+                failed = self._handle(head.msg)
+                if failed is not None:
+                    error, transient = failed
+                    head.failures += 0 if transient else 1
+                    if transient or head.failures <= self.retry.retries:
                         head.due = time.monotonic() + self.retry.delay(head.failures)
                         break
                     self._dead_letter(head.msg, error)
@@ -351,8 +356,9 @@ class Inbox:
                     held.touched = now
                     self._ack(held.msg, progress=True)
 
-    def _handle(self, msg: Msg) -> str | None:
-        """Run ``msg``'s command and acknowledge it; the error text when it failed."""
+    def _handle(self, msg: Msg) -> tuple[str, bool] | None:
+        """Run ``msg``'s command and acknowledge it; when it failed, the error text and
+        whether the failure was the database's connection (retried, never counted)."""
         try:
             incoming = self.incoming(msg)
         except InboxError as exc:
@@ -378,7 +384,7 @@ class Inbox:
             self.last_error = describe(exc)
             log.warning("inbox %s: message %s (%s) failed: %s", self.name, incoming.id,
                         incoming.type, self.last_error)  # fmt: skip
-            return self.last_error
+            return self.last_error, is_transient(exc)
         self._ack(msg)
         return None
 

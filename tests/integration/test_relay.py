@@ -353,3 +353,37 @@ def test_only_unmapped_events_at_their_class_version_leave_verbatim() -> None:
     assert decoder.verbatim("rl.order.noted", 1) is None  # not selected
     assert decoder.verbatim("rl.unknown", 1) is None
     assert Paid.event_type == "rl.order.paid"
+
+
+def test_a_database_outage_in_the_inbox_dead_letters_nothing(
+    engine: Engine, cqrs_nats_url: str, names: tuple[str, str]
+) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from cqrs.relay import RetryPolicy
+
+    prefix, stream = names
+    append_orders(engine, streams=2, rounds=2)
+    r = runner(engine, build_relay(prefix, stream), cqrs_nats_url)
+    try:
+        r.run_until_caught_up()
+    finally:
+        r.close()
+    down = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")  # refused
+    calls = {"n": 0}
+
+    def sessions() -> Session:
+        calls["n"] += 1
+        return Session(down if calls["n"] <= 6 else engine)
+
+    inbox = build_inbox(engine, cqrs_nats_url, stream, f"{prefix}.>",
+                        retry=RetryPolicy(retries=1, backoff=0.01))  # fmt: skip
+    inbox.sessions = sessions
+    try:
+        inbox.run_until_idle(idle=0.5)
+    finally:
+        inbox.close()
+        down.dispose()
+    assert calls["n"] > 6 and inbox.dead_lettered == 0
+    assert_exactly_once_in_order(engine)
