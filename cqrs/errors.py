@@ -27,8 +27,15 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
     │   └── UnhandledEvent            cqrs-unhandled-event
     ├── CommandError                  cqrs-command
     │   └── HandlerNotFound           cqrs-handler-not-found
-    └── ProjectionError               cqrs-projection
-        └── ReadModelTimeout          cqrs-read-timeout
+    ├── ProjectionError               cqrs-projection
+    │   └── ReadModelTimeout          cqrs-read-timeout
+    ├── RelayError                    cqrs-relay
+    │   └── DedupeWindowTooShort      cqrs-dedupe-window
+    ├── BrokerError                   cqrs-broker
+    │   ├── BrokerUnavailable         cqrs-broker-unavailable
+    │   ├── BrokerAuthFailed          cqrs-broker-auth
+    │   └── StreamMissing             cqrs-jetstream-stream-missing
+    └── InboxError                    cqrs-inbox
 
 Example::
 
@@ -342,3 +349,66 @@ class ReadModelTimeout(ProjectionError):
     def __init__(self, message: str, *, holder: HorizonHolder | None = None) -> None:
         super().__init__(message)
         self.holder = holder
+
+
+class RelayError(CqrsError):
+    """A relay definition that cannot work (an event selected twice, a bad subject, ...)."""
+
+    code = "cqrs-relay"
+
+
+class DedupeWindowTooShort(RelayError):
+    """Events are re-published after longer than the JetStream stream's duplicate window.
+
+    Reported (logged and shown as the relay's last error), not raised: the
+    relay goes on, and consumers may see those events twice.
+    """
+
+    code = "cqrs-dedupe-window"
+
+    def __init__(self, relay: str, stream: str, age: float, window: float) -> None:
+        super().__init__(
+            f"relay {relay!r} is re-sending events {age:.0f}s old to JetStream stream "
+            f"{stream!r}, whose duplicate window is {window:.0f}s: copies the broker got "
+            "before the outage may be delivered twice; raise the stream's duplicate_window "
+            "above the longest relay outage you plan for, and keep consumers idempotent "
+            "(the inbox is)"
+        )
+        self.relay = relay
+        self.stream = stream
+        self.age = age
+        self.window = window
+
+
+class BrokerError(CqrsError):
+    """The message broker (NATS JetStream) refused or could not take a publish or a fetch.
+
+    The relay and the inbox log it on one line, record it as their last
+    error, and retry with back-off; nothing is lost or skipped.
+    """
+
+    code = "cqrs-broker"
+
+
+class BrokerUnavailable(BrokerError):
+    """The NATS server does not answer (down, restarting, wrong URL, acks timing out)."""
+
+    code = "cqrs-broker-unavailable"
+
+
+class BrokerAuthFailed(BrokerError):
+    """The NATS server refused the credentials (or their permissions)."""
+
+    code = "cqrs-broker-auth"
+
+
+class StreamMissing(BrokerError):
+    """No JetStream stream stores the subject published to (or the named stream is absent)."""
+
+    code = "cqrs-jetstream-stream-missing"
+
+
+class InboxError(CqrsError):
+    """An inbox definition that cannot work, or a message it cannot turn into a command."""
+
+    code = "cqrs-inbox"

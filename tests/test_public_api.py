@@ -128,3 +128,24 @@ def test_every_all_entry_exists(name: str) -> None:
     module = importlib.import_module(name)
     missing = [entry for entry in module.__all__ if not hasattr(module, entry)]
     assert not missing, f"{name}.__all__ names missing attributes: {missing}"
+
+
+RELAY_PUBLIC = [
+    "Inbox",
+    "IncomingMessage",
+    "IntegrationEvent",
+    "JetStreamPublisher",
+    "OutgoingMessage",
+    "Relay",
+    "RelayRunner",
+    "RetryPolicy",
+    "default_subject",
+    "ensure_stream",
+]
+
+
+def test_relay_all_is_pinned() -> None:
+    import cqrs.relay
+
+    assert cqrs.relay.__all__ == RELAY_PUBLIC
+    assert "relay" not in cqrs.__all__  # an extra: `import cqrs` never needs nats-py

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "cqrs.cli.projections",
     "cqrs.cli.embedded",
     "cqrs.cli.explain",
+    "cqrs.cli.relay",
 )
 
 

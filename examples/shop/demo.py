@@ -8,7 +8,10 @@
    and process managers) follow the log;
 3. plays the carriers (dispatch, deliver), runs the runners until the lag
    is zero, and prints a report: throughput, lag over time, and answers from
-   the query side, checked against each other.
+   the query side, checked against each other;
+4. relays the order events to NATS JetStream and lets a second service
+   (``examples.analytics``) consume them through its inbox into its own
+   tables, with the cross-check that each arrived once.
 
 Run it with ``python -m examples.demo [--orders N] [--workers N]``; it resets
 its schema, so it runs any number of times in a row.
@@ -194,7 +197,12 @@ def run(
     engine = prepare(url, schema, workers=workers)
     try:
         print("  schema: alembic upgrade heads (branches cqrs + shop) done", file=out)
-        return run_on(engine, orders=orders, workers=workers, seed=seed, out=out, started=started)
+        result = run_on(engine, orders=orders, workers=workers, seed=seed, out=out, started=started)
+        # the second service: order events out through the relay, in through its inbox
+        from examples.analytics import demo as analytics
+
+        services = analytics.run(engine, url, out=out)
+        return attrs.evolve(result, consistent=result.consistent and services.consistent)
     finally:
         engine.dispose()
 
