@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 LINT_DIRS := $(wildcard cqrs tests examples benchmarks alembic)
 SYSTEM_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
+BENCH_STAMP := $(VENV)/.installed-bench
+
 .PHONY: demo test lint typecheck pytest pytest-system bench clean
 
 $(STAMP): pyproject.toml
@@ -37,8 +39,13 @@ pytest-system: $(STAMP)
 
 test: lint typecheck pytest pytest-system
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# Every workload, 3 interleaved repetitions; writes docs/benchmarks.md and docs/img/benchmarks.png.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks --write-docs docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .cqrs .mypy_cache .pytest_cache .ruff_cache
