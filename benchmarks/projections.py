@@ -106,9 +106,12 @@ def _seed(ctx: Context, events: int, conn: raw.Conn | None = None, app: Any = No
                     accounts[sid].deposit(*values)
                 else:
                     accounts[sid] = es.Account(*values)
+        # A few hundred events a save: one save of thousands hangs in psycopg's
+        # pipeline (the library's insert), server and client each waiting to send.
         items = list(accounts.values())
-        for start in range(0, len(items), 50):
-            app.save(*items[start : start + 50])
+        step = max(1, 500 // (len(plan) * EVENTS_PER_APPEND // len(items)))
+        for start in range(0, len(items), step):
+            app.save(*items[start : start + step])
 
 
 def expected_read_model(events: int) -> list[tuple[Any, ...]]:
