@@ -18,6 +18,7 @@ import importlib.metadata
 import os
 import platform
 import shlex
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -165,10 +166,11 @@ def write_chart(results: list[Result], path: Path) -> str:
                 ys.append(ratio)
         ax.bar(xs, ys, width, label=contestant, color=colours[contestant])
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([n.replace(" (", "\n(") for n in names], fontsize=8)
+    ax.set_xticklabels([textwrap.fill(n, 16) for n in names], fontsize=8)
     ax.set_ylabel("rate as a ratio to raw psycopg (higher is faster)")
     ax.axhline(1.0, color="#555555", linewidth=0.6)
-    ax.legend()
+    ax.set_ylim(0, 1.2)
+    ax.legend(loc="upper center", ncol=3, frameon=False)
     ax.set_title("Median of 3 interleaved repetitions, same machine and database")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
