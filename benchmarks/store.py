@@ -458,16 +458,19 @@ def _reader(url: str, schema: str, tasks: Any, results: Any) -> None:
             while poll():
                 pass
             results.put(("ready", -1, 0, 0.0, 0.0))
-            seen, stopping = 0, False
+            # Each stream of the workload holds one event: distinct ids, so an event
+            # read twice cannot hide one never read.
+            seen: set[str] = set()
+            stopping = False
             while True:
                 got = poll()
-                seen += sum(1 for sid in got if sid.startswith(prefix))
+                seen.update(sid for sid in got if sid.startswith(prefix))
                 if not got:
                     if stopping:
                         break
                     with contextlib.suppress(queue.Empty):
                         stopping = tasks.get(timeout=0.005) == "stop"
-            results.put(("seen", -1, seen, 0.0, 0.0))
+            results.put(("seen", -1, len(seen), 0.0, 0.0))
     except BaseException as exc:
         results.put(("error", -1, 0, 0.0, 0.0, repr(exc)))
 
