@@ -15,6 +15,8 @@ LATEST := .venv-latest
 VERSIONS := import importlib.metadata as m; print("  " + ", ".join(f"{n} {m.version(n)}" for n in \
 	("sqlalchemy", "alembic", "psycopg", "attrs", "cattrs", "greenlet", "pgserver")))
 
+BENCH_STAMP := $(VENV)/.installed-bench
+
 .PHONY: demo test lint typecheck pytest pytest-system pytest-floor pytest-latest bench clean
 
 $(STAMP): pyproject.toml
@@ -73,8 +75,13 @@ pytest-latest:
 
 test: lint typecheck pytest pytest-system pytest-floor pytest-latest
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# Every workload, 3 interleaved repetitions; writes docs/benchmarks.md and docs/img/benchmarks.png.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks --write-docs docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) $(FLOOR) $(LATEST) .cqrs .mypy_cache .pytest_cache .ruff_cache

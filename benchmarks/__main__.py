@@ -6,6 +6,7 @@ Usage::
     python -m benchmarks --quick              # small sizes (< 30 s)
     python -m benchmarks --only "single appends" --json
     python -m benchmarks --database-url postgresql://postgres@127.0.0.1:5432/postgres
+    python -m benchmarks --write-docs docs/benchmarks.md      # what ``make bench`` runs
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from benchmarks import report
 from benchmarks.harness import (
     BenchmarkError,
     Result,
@@ -33,7 +36,7 @@ from cqrs.testing import database_url
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="cqrs against a hand-written raw psycopg baseline, on the same database.",
+        description="cqrs, the raw psycopg baseline and eventsourcing, on the same database.",
     )
     parser.add_argument(
         "--database-url",
@@ -50,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, help="override every scenario's size")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument(
+        "--write-docs",
+        metavar="PATH",
+        help="also write the figures page there (and its chart in img/ beside it)",
+    )
     return parser
 
 
@@ -92,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     url = normalise_url(args.database_url) if args.database_url else database_url()
     version = server_version(url)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    env = report.environment(url, list(sys.argv[1:] if argv is None else argv))
 
     def log(message: str) -> None:
         if not args.json:
@@ -114,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     load = (round(load_before, 2), round(os.getloadavg()[0], 2))
     if args.json:
-        extra = {"postgres": version, "machine": machine, "seconds": round(elapsed, 1)}
+        extra = {"environment": env, "postgres": version, "seconds": round(elapsed, 1)}
         print(to_json(results, **extra, load_average=load, repeat=args.repeat))
     else:
         print(f"\nPostgreSQL {version}; {machine}; {elapsed:.0f} s; median of {args.repeat}")
@@ -124,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"note: load average {load[0]:.1f} -> {load[1]:.1f} on {os.cpu_count()} cores: "
                 "other work shared the machine, the figures are noisy"
             )
+    if args.write_docs:
+        messages = report.write_page(
+            results, env, Path(args.write_docs), load=load, seconds=elapsed, repeat=args.repeat
+        )
+        for message in messages:
+            print(message, file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -2,11 +2,13 @@
 
 ``Deposited`` has the field mix of a typical domain event (ids, a Decimal
 amount, a timestamp). ``payload`` builds the JSON-ready dict the raw baseline
-stores for the same values, so both sides write identical documents.
+stores for the same values, so both sides write identical documents;
+``fields`` gives the values to ``eventsourcing``'s aggregate (``benchmarks.es``).
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -35,9 +37,14 @@ class Noted(Event):
     n: int
 
 
+def fields(account_id: str, n: int) -> tuple[str, Decimal, str, str, datetime]:
+    """The ``n``-th deposit's field values, in ``Deposited``'s order."""
+    return account_id, AMOUNT, "EUR", f"ref-{n}", STAMP
+
+
 def deposited(account_id: str, n: int) -> Deposited:
     """The ``n``-th deposit of an account, as an event."""
-    return Deposited(account_id, AMOUNT, "EUR", f"ref-{n}", STAMP)
+    return Deposited(*fields(account_id, n))
 
 
 def payload(account_id: str, n: int) -> tuple[str, dict[str, Any]]:
@@ -49,6 +56,11 @@ def payload(account_id: str, n: int) -> tuple[str, dict[str, Any]]:
         "reference": f"ref-{n}",
         "at": STAMP.isoformat(),
     }
+
+
+def payload_json(account_id: str, n: int) -> str:
+    """The raw side's stored document for the ``n``-th deposit, as JSON text."""
+    return json.dumps(payload(account_id, n)[1])
 
 
 def make_store() -> EventStore:

@@ -1,11 +1,13 @@
 """Internal: the projection scenarios: runner throughput and append-to-visible latency.
 
-``projection throughput`` replays the same log into an upsert read model twice
-per repetition: through ``ProjectionRunner`` (declarative projection, set-based
-batches, checkpoint compare-and-set) and through a hand-written psycopg
-projector doing the same job the obvious way (advisory lock, gap-free cursor
-read, pipelined ``executemany`` upsert, checkpoint update, one transaction per
-batch). The count check compares both read models row for row.
+``projection throughput`` seeds the same deposits into every contestant's
+store and replays them into an upsert read model, 500 events a batch: through
+``ProjectionRunner`` (declarative projection, set-based batches, checkpoint
+compare-and-set), through the raw baseline (``raw.project``: one page by
+position, one ``unnest`` upsert, one checkpoint update a batch) and through
+``eventsourcing`` (``es.project``: notifications decoded by the mapper, a
+tracking view). The check compares every read model with the rows the seed
+implies.
 
 ``measure_latency`` (not a ratio, so not a harness scenario) appends at a
 steady rate with the NOTIFY hint installed and a runner following live, and
@@ -25,8 +27,19 @@ from typing import Any
 from sqlalchemy import Column, Integer, MetaData, Numeric, Table, Text, text
 from sqlalchemy.orm import sessionmaker
 
-from benchmarks.events import Deposited, Noted, deposited, make_store, registry
-from benchmarks.harness import Context, Sides, scenario
+from benchmarks import es, raw
+from benchmarks.events import (
+    AMOUNT,
+    EVENT_TYPE,
+    Deposited,
+    Noted,
+    deposited,
+    fields,
+    make_store,
+    payload_json,
+    registry,
+)
+from benchmarks.harness import BenchmarkError, Context, Sides, scenario
 from cqrs.events.model import Position
 from cqrs.projections.batch import Outcome, Target
 from cqrs.projections.declarative import Projection
@@ -62,72 +75,67 @@ def _projection(table: Table, name: str = "bench_balance") -> Projection:
     return p
 
 
-# read_all's page shape (cqrs.store.sql.READ_ALL_TYPES): the type filter inside the
-# LIMIT, as a hand-written projector would, then the horizon.
-RAW_READ = (
-    "SELECT xid, global_position, stream_id, version, data FROM ("
-    "SELECT transaction_id::text AS xid, global_position, stream_id, version, data, "
-    "transaction_id AS sort_xid FROM events "
-    "WHERE (transaction_id, global_position) > (%s::xid8, %s) "
-    "AND event_type = 'bench.deposited' "
-    "ORDER BY events.transaction_id, events.global_position LIMIT %s) page "
-    "WHERE sort_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) "
-    "ORDER BY sort_xid, global_position"
-)
-RAW_UPSERT = (
-    "INSERT INTO bench_raw (account_id, amount, currency, last_ref, version) "
-    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (account_id) DO UPDATE SET "
-    "amount = EXCLUDED.amount, currency = EXCLUDED.currency, last_ref = EXCLUDED.last_ref, "
-    "version = EXCLUDED.version"
-)
-
-
-def _seed(ctx: Context, events: int) -> None:
-    store = make_store()
+def _plan(events: int) -> tuple[int, list[str]]:
+    """The seed: ``events // 10`` appends of 10 deposits, round-robin over the accounts."""
     accounts = max(1, events // EVENTS_PER_APPEND // 4)
-    with ctx.engine.begin() as conn:
-        for n in range(events // EVENTS_PER_APPEND):
-            sid = f"acct-{n % accounts}"
+    return accounts, [f"acct-{n % accounts}" for n in range(events // EVENTS_PER_APPEND)]
+
+
+def _seed(ctx: Context, events: int, conn: raw.Conn | None = None, app: Any = None) -> None:
+    """The same deposits, in the same order, in every contestant's store."""
+    store = make_store()
+    _, plan = _plan(events)
+    with ctx.engine.begin() as c:
+        for n, sid in enumerate(plan):
             batch = [deposited(sid, n * EVENTS_PER_APPEND + k) for k in range(EVENTS_PER_APPEND)]
-            store.append(conn, sid, batch)
+            store.append(c, sid, batch)
+    if conn is not None:
+        versions: dict[str, int] = {}
+        rows = []
+        for n, sid in enumerate(plan):
+            for k in range(EVENTS_PER_APPEND):
+                versions[sid] = versions.get(sid, 0) + 1
+                rows.append((sid, versions[sid], EVENT_TYPE, payload_json(sid, n * 10 + k)))
+        raw.copy_batch(conn, rows)
+    if app is not None:
+        accounts: dict[str, Any] = {}
+        for n, sid in enumerate(plan):
+            for k in range(EVENTS_PER_APPEND):
+                values = fields(sid, n * EVENTS_PER_APPEND + k)
+                if sid in accounts:
+                    accounts[sid].deposit(*values)
+                else:
+                    accounts[sid] = es.Account(*values)
+        # A few hundred events a save: one save of thousands hangs in psycopg's
+        # pipeline (the library's insert), server and client each waiting to send.
+        items = list(accounts.values())
+        step = max(1, 500 // (len(plan) * EVENTS_PER_APPEND // len(items)))
+        for start in range(0, len(items), step):
+            app.save(*items[start : start + step])
 
 
-def raw_projector(conn: Any) -> int:
-    """The hand-written twin of the runner: replay into ``bench_raw``; events applied.
+def expected_read_model(events: int) -> list[tuple[Any, ...]]:
+    """The rows every contestant's read model must hold after the replay of :func:`_seed`."""
+    _, plan = _plan(events)
+    last: dict[str, tuple[Any, ...]] = {}
+    versions: dict[str, int] = {}
+    for n, sid in enumerate(plan):
+        versions[sid] = versions.get(sid, 0) + EVENTS_PER_APPEND
+        ref = f"ref-{n * EVENTS_PER_APPEND + EVENTS_PER_APPEND - 1}"
+        last[sid] = (sid, AMOUNT, "EUR", ref, versions[sid])
+    return sorted(last.values())
 
-    Advisory lock, checkpoint, one page of ``bench.deposited`` events through
-    the gap-free cursor, pipelined upsert, checkpoint update: one transaction
-    per batch of ``BATCH``.
-    """
-    with conn.transaction():
-        conn.execute("TRUNCATE bench_raw")
-        conn.execute("DELETE FROM checkpoints WHERE projection = 'bench_raw'")
-        conn.execute("INSERT INTO checkpoints (projection, shard) VALUES ('bench_raw', 0)")
-    done = 0
-    while True:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('bench_raw'), 0)")
-            xid, pos = conn.execute(
-                "SELECT transaction_id::text, global_position FROM checkpoints "
-                "WHERE projection = 'bench_raw' AND shard = 0"
-            ).fetchone() or ("0", 0)
-            rows = conn.execute(RAW_READ, (xid, pos, BATCH)).fetchall()
-            if not rows:
-                return done
-            with conn.cursor() as cur:
-                cur.executemany(
-                    RAW_UPSERT,
-                    [
-                        (d["account_id"], d["amount"], d["currency"], d["reference"], v)
-                        for _, _, _, v, d in rows
-                    ],
-                )
-            conn.execute(
-                "UPDATE checkpoints SET transaction_id = %s::xid8, global_position = %s "
-                "WHERE projection = 'bench_raw' AND shard = 0",
-                (rows[-1][0], rows[-1][1]),
-            )
-        done += len(rows)
+
+def check_read_model(ctx: Context, table: str, want: list[tuple[Any, ...]]) -> None:
+    """``table`` holds exactly ``want`` (row for row)."""
+    with ctx.engine.connect() as c:
+        got = [tuple(r) for r in c.execute(text(f"SELECT * FROM {table} ORDER BY account_id"))]
+    ctx.expect(f"rows in {table}", len(want), len(got))
+    wrong = [(g, w) for g, w in zip(got, want, strict=True) if g != w]
+    if wrong:
+        raise BenchmarkError(
+            f"{table}: {len(wrong)} rows differ, e.g. {wrong[0][0]} != {wrong[0][1]}"
+        )
 
 
 def _replay_cqrs(ctx: Context, projection: Projection) -> int:
@@ -141,38 +149,49 @@ def _replay_cqrs(ctx: Context, projection: Projection) -> int:
     return done
 
 
-def _same_read_models(ctx: Context) -> None:
-    different = ctx.count(
-        "SELECT count(*) FROM (SELECT * FROM bench_cqrs EXCEPT SELECT * FROM bench_raw "
-        "UNION ALL SELECT * FROM bench_raw EXCEPT SELECT * FROM bench_cqrs) d"
-    )
-    ctx.expect("rows differing between the cqrs and raw read models", 0, different)
-
-
 @scenario("projection throughput", target=0.6, size=20000, quick_size=2000)
 def projection_throughput(ctx: Context) -> Iterator[Sides]:
-    """Replay the log into an upsert read model: ProjectionRunner vs a raw psycopg projector."""
-    cqrs_table, raw_table = _read_model("bench_cqrs"), _read_model("bench_raw")
+    """Replay the log into an upsert read model, 500 events a batch, from scratch."""
+    cqrs_table = _read_model("bench_cqrs")
     with ctx.engine.begin() as conn:
         cqrs_table.create(conn)
-        raw_table.create(conn)
-    _seed(ctx, ctx.size)
+    conn = ctx.raw_connection(autocommit=True)
+    raw.create_tables(conn)
+    for table in ("bench_raw", "bench_es"):
+        conn.execute(raw.READ_MODEL.format(table=table))
+    app = es.make_app(ctx.url, ctx.schema) if es.available() else None
+    view = es.make_view(app, ctx.url, ctx.schema, "bench_es") if app is not None else None
+    _seed(ctx, ctx.size, conn, app)
     projection = _projection(cqrs_table)
-    conn = ctx.raw_connection()
+    applied: dict[str, list[int]] = {"c": [], "r": [], "e": []}
 
     def cqrs(rep: int) -> int:
-        return _replay_cqrs(ctx, projection)
+        applied["c"].append(_replay_cqrs(ctx, projection))
+        return applied["c"][-1]
 
-    def raw(rep: int) -> int:
-        return raw_projector(conn)
+    def baseline(rep: int) -> int:
+        applied["r"].append(raw.project(conn, "bench_raw", "bench_raw", BATCH))
+        return applied["r"][-1]
+
+    def library(rep: int) -> int:
+        applied["e"].append(es.project(app, view, BATCH))
+        return applied["e"][-1]
 
     def verify() -> None:
-        _same_read_models(ctx)
-        accounts = max(1, ctx.size // EVENTS_PER_APPEND // 4)
-        ctx.expect("read-model rows", accounts, ctx.count("SELECT count(*) FROM bench_cqrs"))
+        want = expected_read_model(ctx.size)
+        events = len(_plan(ctx.size)[1]) * EVENTS_PER_APPEND
+        for side, table in [("c", "bench_cqrs"), ("r", "bench_raw"), ("e", "bench_es")]:
+            if side == "e" and app is None:
+                continue
+            check_read_model(ctx, table, want)
+            ctx.expect(f"replays by {side}", ctx.repeat, len(applied[side]))
+            for n in applied[side]:
+                ctx.expect(f"events applied by {side} in one replay", events, n)
 
     with conn:
-        yield Sides(cqrs, raw, verify)
+        yield Sides(cqrs, baseline, verify, library if app else None)
+    if app is not None:
+        app.close()
 
 
 @scenario("rare-type catch-up (1 %)", target=None, size=100_000, quick_size=10_000)
@@ -180,44 +199,58 @@ def rare_type_catch_up(ctx: Context) -> Iterator[Sides]:
     """Catch up over a log where 1 in 100 events is one the projection handles (with ANALYZE).
 
     The rate counts events of the log passed. The raw projector filters the
-    type inside its LIMIT and, with statistics, PostgreSQL jumps to the rare
-    events through the type index; the runner reads windows of ``BATCH``
-    events in index order, whatever the statistics (docs/guides/projections.md).
+    type inside its LIMIT through an index on (type, position), which only
+    this scenario gives the raw table; the runner reads windows of events
+    in log order (docs/guides/projections.md). No eventsourcing side.
     """
     with ctx.engine.begin() as conn:
         _read_model("bench_cqrs").create(conn)
-        _read_model("bench_raw").create(conn)
+    conn = ctx.raw_connection(autocommit=True)
+    raw.create_tables(conn)
+    conn.execute(raw.TYPE_INDEX)
+    conn.execute(raw.READ_MODEL.format(table="bench_raw"))
     store = make_store()
-    with ctx.engine.begin() as conn:
+    rows = []
+    with ctx.engine.begin() as c:
         for start in range(0, ctx.size, 1000):
             sid = f"acct-{start // 1000}"
             batch = [
                 deposited(sid, start + k) if k % 100 == 0 else Noted(start + k)
                 for k in range(min(1000, ctx.size - start))
             ]
-            store.append(conn, sid, batch)
-        conn.execute(text("ANALYZE events"))
+            store.append(c, sid, batch)
+            for k, e in enumerate(batch, start=1):
+                doc = payload_json(sid, start + k - 1) if isinstance(e, Deposited) else '{"n": 1}'
+                rows.append(
+                    (sid, k, EVENT_TYPE if isinstance(e, Deposited) else "bench.noted", doc)
+                )
+        c.execute(text("ANALYZE events"))
+    raw.copy_batch(conn, rows)
+    conn.execute("ANALYZE raw_events")
     projection = _projection(_read_model("bench_cqrs"))
-    conn = ctx.raw_connection()
-    applied = {"c": [], "r": []}
+    applied: dict[str, list[int]] = {"c": [], "r": []}
 
     def cqrs(rep: int) -> int:
         applied["c"].append(_replay_cqrs(ctx, projection))
         return ctx.size
 
-    def raw(rep: int) -> int:
-        applied["r"].append(raw_projector(conn))
+    def baseline(rep: int) -> int:
+        applied["r"].append(raw.project(conn, "bench_raw", "bench_raw", BATCH, only_type=True))
         return ctx.size
 
     def verify() -> None:
-        _same_read_models(ctx)
+        different = ctx.count(
+            "SELECT count(*) FROM (SELECT * FROM bench_cqrs EXCEPT SELECT * FROM bench_raw "
+            "UNION ALL SELECT * FROM bench_raw EXCEPT SELECT * FROM bench_cqrs) d"
+        )
+        ctx.expect("rows differing between the cqrs and raw read models", 0, different)
         wanted = ctx.count("SELECT count(*) FROM events WHERE event_type = 'bench.deposited'")
         for side in "cr":
             for n in applied[side]:
                 ctx.expect(f"events applied by the {side} side in one catch-up", wanted, n)
 
     with conn:
-        yield Sides(cqrs, raw, verify)
+        yield Sides(cqrs, baseline, verify)
 
 
 def _writer(url: str, schema: str, seconds: float, rate: float, out: Any) -> None:

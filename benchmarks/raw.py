@@ -1,21 +1,32 @@
-"""Internal: the hand-written raw psycopg baseline the scenarios compare against.
+"""Internal: the baseline: the fastest hand-written psycopg 3 program for each job.
 
-What a careful developer would write without the toolkit, doing the same SQL
-work on the same tables: the ``streams`` row is the version check (INSERT for a
-new stream, compare-and-set UPDATE for an existing one), the event rows go into
-the same partitioned ``events`` table, payloads are ``json.dumps`` of plain
-dicts, and reads use the same gap-free ``read_all`` query with psycopg parsing
-``jsonb`` into dicts. The caller owns the transaction, as with the store::
+It shares nothing with the toolkit (no SQL, table or helper of ``cqrs``): one
+plain table of its own, the least SQL that does the observable job, and
+``json`` from the standard library::
 
-    with connect(url, schema) as conn, conn.transaction():
-        append_new(conn, "acct-1", "acct", [("bench.deposited", {"amount": "1"})])
+    raw_events (position bigint identity PRIMARY KEY, stream_id, version, type,
+                data jsonb, UNIQUE (stream_id, version))
+
+* a single-event command is one autocommit ``INSERT``; the unique key is the
+  version check (a clash raises ``UniqueViolation``, the caller's conflict);
+* loading a stream is one ``SELECT`` (payloads as text, ``json.loads``);
+* a batch is one ``COPY`` in one transaction;
+* ``read_all`` pages by plain ``position > %s`` (correct only while one
+  writer commits at a time: the locked variant below is the one that is);
+* a projection is one ``unnest`` upsert plus a checkpoint update per batch;
+* ``append_locked`` takes one transaction-scoped advisory lock per write, so
+  positions are handed out in commit order: the cost of gap-free ordering by
+  locking, what the concurrent workload compares against.
+
+    >>> with connect(url, schema, autocommit=True) as conn:     # doctest: +SKIP
+    ...     create_tables(conn)
+    ...     append_one(conn, "acct-1", 1, "bench.deposited", '{"amount": "1"}')
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
@@ -23,50 +34,42 @@ from sqlalchemy.engine import make_url
 
 Row = tuple[Any, ...]
 Conn = psycopg.Connection[Row]
-Payload = tuple[str, dict[str, Any]]  # (event type, JSON-ready dict)
 
-INSERT_STREAM = (
-    "INSERT INTO streams (stream_id, stream_type, version) VALUES (%s, %s, %s) "
-    "ON CONFLICT (stream_id) DO NOTHING RETURNING version"
+TABLE = """
+CREATE TABLE raw_events (
+    position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    stream_id text NOT NULL,
+    version integer NOT NULL,
+    type text NOT NULL,
+    data jsonb NOT NULL,
+    UNIQUE (stream_id, version)
 )
-BUMP_STREAM = (
-    "UPDATE streams SET version = version + %s "
-    "WHERE stream_id = %s AND version = %s AND NOT archived RETURNING version"
+"""
+CHECKPOINTS = "CREATE TABLE raw_checkpoints (name text PRIMARY KEY, position bigint NOT NULL)"
+
+INSERT = "INSERT INTO raw_events (stream_id, version, type, data) VALUES (%s, %s, %s, %s)"
+# One statement, one round trip: the lock is taken before the row's position is drawn
+# and released at commit, so positions become visible in order.
+INSERT_LOCKED = (
+    "INSERT INTO raw_events (stream_id, version, type, data) "
+    "SELECT %s, %s, %s, %s FROM (SELECT pg_advisory_xact_lock(%s)) AS lock"
 )
-INSERT_ONE = (
-    "INSERT INTO events (event_id, stream_id, stream_type, version, event_type, "
-    "schema_version, data) VALUES (%s, %s, %s, %s, %s, 1, %s::jsonb)"
+LOAD = "SELECT version, type, data::text FROM raw_events WHERE stream_id = %s ORDER BY version"
+COPY = "COPY raw_events (stream_id, version, type, data) FROM STDIN"
+PAGE = (
+    "SELECT position, stream_id, version, type, data::text FROM raw_events "
+    "WHERE position > %s ORDER BY position LIMIT %s"
 )
-# Several events in one statement; the payloads go as one JSON array (the
-# fastest of executemany, text[] and this, measured on psycopg 3.3).
-INSERT_MANY = (
-    "INSERT INTO events (event_id, stream_id, stream_type, version, event_type, "
-    "schema_version, data) "
-    "SELECT id, %s, %s, v, t, 1, d "
-    "FROM ROWS FROM (unnest(%s::uuid[]), unnest(%s::int[]), unnest(%s::text[]), "
-    "jsonb_array_elements(%s::jsonb)) AS e(id, v, t, d)"
+PAGE_OF_TYPE = (
+    "SELECT position, stream_id, version, type, data::text FROM raw_events "
+    "WHERE type = %s AND position > %s ORDER BY position LIMIT %s"
 )
-READ_STREAM = (
-    "SELECT event_id, version, event_type, data, metadata, recorded_at FROM events "
-    "WHERE stream_id = %s ORDER BY version"
-)
-# The same page shape as cqrs.store.sql: LIMIT in index order, then the horizon.
-# ORDER BY names the table's columns: a bare name would bind to the text xid.
-READ_ALL = (
-    "SELECT event_id, stream_id, stream_type, version, xid, global_position, event_type, "
-    "schema_version, data, metadata, recorded_at FROM ("
-    "SELECT event_id, stream_id, stream_type, version, transaction_id::text AS xid, "
-    "global_position, event_type, schema_version, data, metadata, recorded_at, "
-    "events.transaction_id AS sort_xid FROM events "
-    "WHERE (transaction_id, global_position) > (%s::xid8, %s) "
-    "ORDER BY events.transaction_id, events.global_position LIMIT %s) page "
-    "WHERE sort_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) "
-    "ORDER BY sort_xid, global_position"
-)
+TYPE_INDEX = "CREATE INDEX raw_events_type ON raw_events (type, position)"
+LOCK_KEY = 7_340_514  # any constant: every locked writer takes the same one
 
 
 class Conflict(Exception):
-    """The raw side's version check failed."""
+    """The version check failed: the stream already holds that version."""
 
 
 def conninfo(url: str) -> str:
@@ -79,51 +82,108 @@ def connect(url: str, schema: str, **kwargs: Any) -> Conn:
     return psycopg.connect(conninfo(url), options=f"-csearch_path={schema},public", **kwargs)
 
 
-def _insert_events(
-    conn: Conn, stream_id: str, stream_type: str, first: int, events: Sequence[Payload]
-) -> None:
-    if len(events) == 1:
-        etype, data = events[0]
+def create_tables(conn: Conn) -> None:
+    """The baseline's event table and checkpoint table, in the connection's schema."""
+    conn.execute(TABLE)
+    conn.execute(CHECKPOINTS)
+
+
+def append_one(conn: Conn, stream_id: str, version: int, etype: str, data: str) -> None:
+    """One event at ``version`` (1 for a new stream); raises :class:`Conflict` on a clash.
+
+    On an autocommit connection this is the whole command: one round trip.
+    """
+    try:
+        conn.execute(INSERT, (stream_id, version, etype, data))
+    except psycopg.errors.UniqueViolation:
+        raise Conflict(stream_id) from None
+
+
+def append_locked(conn: Conn, stream_id: str, version: int, etype: str, data: str) -> None:
+    """As :func:`append_one`, holding the advisory lock from position to commit."""
+    try:
+        conn.execute(INSERT_LOCKED, (stream_id, version, etype, data, LOCK_KEY))
+    except psycopg.errors.UniqueViolation:
+        raise Conflict(stream_id) from None
+
+
+def load(conn: Conn, stream_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """The stream's ``(version, type, data)`` in version order."""
+    rows = conn.execute(LOAD, (stream_id,)).fetchall()
+    return [(v, t, json.loads(d)) for v, t, d in rows]
+
+
+def copy_batch(conn: Conn, rows: Iterable[tuple[str, int, str, str]]) -> None:
+    """``(stream_id, version, type, data)`` rows through one ``COPY`` (in one transaction)."""
+    with conn.transaction(), conn.cursor() as cur, cur.copy(COPY) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def read_page(
+    conn: Conn, after: int, limit: int, etype: str | None = None
+) -> list[tuple[int, str, int, str, Any]]:
+    """Up to ``limit`` events after ``position`` (of ``etype`` only if given), as dicts.
+
+    Filtering by type needs :data:`TYPE_INDEX`, which only the scenario that
+    uses it creates (an index the other workloads would pay for on write).
+    """
+    if etype is None:
+        rows = conn.execute(PAGE, (after, limit)).fetchall()
+    else:
+        rows = conn.execute(PAGE_OF_TYPE, (etype, after, limit)).fetchall()
+    return [(p, s, v, t, json.loads(d)) for p, s, v, t, d in rows]
+
+
+# -- projection -------------------------------------------------------------------
+
+READ_MODEL = (
+    "CREATE TABLE {table} (account_id text PRIMARY KEY, amount numeric(12, 2) NOT NULL, "
+    "currency text NOT NULL, last_ref text NOT NULL, version integer NOT NULL)"
+)
+UPSERT = (
+    "INSERT INTO {table} (account_id, amount, currency, last_ref, version) "
+    "SELECT * FROM unnest(%s::text[], %s::numeric[], %s::text[], %s::text[], %s::int[]) "
+    "ON CONFLICT (account_id) DO UPDATE SET amount = EXCLUDED.amount, "
+    "currency = EXCLUDED.currency, last_ref = EXCLUDED.last_ref, version = EXCLUDED.version"
+)
+DEPOSITED = "bench.deposited"
+
+
+def project(conn: Conn, table: str, name: str, batch: int, *, only_type: bool = False) -> int:
+    """Replay ``raw_events`` into ``table`` from scratch; the deposits applied.
+
+    Per batch of ``batch`` events, one transaction: the checkpoint row
+    (locked), one page, one ``unnest`` upsert (last write per key wins, as
+    applying each in turn would), the checkpoint update. ``only_type`` reads
+    only deposits (through :data:`TYPE_INDEX`).
+    """
+    upsert = UPSERT.format(table=table)
+    with conn.transaction():
+        conn.execute(f"TRUNCATE {table}")
         conn.execute(
-            INSERT_ONE, (uuid.uuid4(), stream_id, stream_type, first, etype, json.dumps(data))
+            "INSERT INTO raw_checkpoints VALUES (%s, 0) "
+            "ON CONFLICT (name) DO UPDATE SET position = 0",
+            (name,),
         )
-        return
-    conn.execute(
-        INSERT_MANY,
-        (
-            stream_id,
-            stream_type,
-            [uuid.uuid4() for _ in events],
-            list(range(first, first + len(events))),
-            [etype for etype, _ in events],
-            "[" + ",".join(json.dumps(data) for _, data in events) + "]",
-        ),
-    )
-
-
-def append_new(conn: Conn, stream_id: str, stream_type: str, events: Sequence[Payload]) -> int:
-    """Create ``stream_id`` with ``events``; raises :class:`Conflict` if it exists."""
-    if conn.execute(INSERT_STREAM, (stream_id, stream_type, len(events))).fetchone() is None:
-        raise Conflict(stream_id)
-    _insert_events(conn, stream_id, stream_type, 1, events)
-    return len(events)
-
-
-def append_expected(
-    conn: Conn, stream_id: str, stream_type: str, expected: int, events: Sequence[Payload]
-) -> int:
-    """Append at ``expected`` version (compare-and-set); raises :class:`Conflict`."""
-    if conn.execute(BUMP_STREAM, (len(events), stream_id, expected)).fetchone() is None:
-        raise Conflict(stream_id)
-    _insert_events(conn, stream_id, stream_type, expected + 1, events)
-    return expected + len(events)
-
-
-def read_stream(conn: Conn, stream_id: str) -> list[Row]:
-    """The stream's rows in version order (``data`` parsed into dicts by psycopg)."""
-    return conn.execute(READ_STREAM, (stream_id,)).fetchall()
-
-
-def read_all_page(conn: Conn, after: tuple[int, int], limit: int) -> list[Row]:
-    """One page of the gap-free log after ``(transaction_id, global_position)``."""
-    return conn.execute(READ_ALL, (str(after[0]), after[1], limit)).fetchall()
+    done = 0
+    while True:
+        with conn.transaction():
+            (after,) = conn.execute(
+                "SELECT position FROM raw_checkpoints WHERE name = %s FOR UPDATE", (name,)
+            ).fetchone() or (0,)
+            rows = read_page(conn, after, batch, DEPOSITED if only_type else None)
+            if not rows:
+                return done
+            last: dict[str, tuple[str, str, str, str, int]] = {}
+            for _, _, version, etype, d in rows:
+                if etype == DEPOSITED:
+                    key = d["account_id"]
+                    last.pop(key, None)
+                    last[key] = (key, d["amount"], d["currency"], d["reference"], version)
+                    done += 1
+            if last:
+                conn.execute(upsert, [list(col) for col in zip(*last.values(), strict=True)])
+            conn.execute(
+                "UPDATE raw_checkpoints SET position = %s WHERE name = %s", (rows[-1][0], name)
+            )

@@ -24,7 +24,7 @@ def make_converter() -> cattrs.Converter:
     """A cattrs converter with the toolkit's JSON conventions."""
     conv = cattrs.Converter()
     conv.register_unstructure_hook(Decimal, str)
-    conv.register_structure_hook(Decimal, lambda v, _: Decimal(str(v)))
+    conv.register_structure_hook(Decimal, _decimal)
     conv.register_unstructure_hook(uuid.UUID, str)
     conv.register_structure_hook(
         uuid.UUID, lambda v, _: v if isinstance(v, uuid.UUID) else uuid.UUID(v)
@@ -40,6 +40,16 @@ def make_converter() -> cattrs.Converter:
     return conv
 
 
+def _decimal(value: Any, _: Any) -> Decimal:
+    # Decimals are stored as strings: skip the str() round trip for them.
+    return Decimal(value) if type(value) is str else Decimal(str(value))
+
+
+# What ``json.dumps(..., separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
+# builds on every call, built once (the same output, a few µs less per event).
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 class EventCodec:
     """Encodes events for the log and decodes stored rows, upcasting on the way."""
 
@@ -53,7 +63,7 @@ class EventCodec:
         name = self.registry.name_of(cls)
         try:
             data = self.converter.unstructure(event)
-            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            text = _encode_json(data)
         except (TypeError, ValueError) as exc:
             raise SerializationError(
                 f"event {name!r} does not serialise to JSON: {exc}; use JSON-friendly field "
@@ -84,12 +94,7 @@ class EventCodec:
                 "strip it from the metadata values"
             )
         try:
-            return json.dumps(
-                data,
-                separators=(",", ":"),
-                ensure_ascii=False,
-                allow_nan=False,
-            )
+            return _encode_json(data)
         except (TypeError, ValueError) as exc:
             raise SerializationError(
                 f"event metadata does not serialise to JSON: {exc}; keep metadata values to "

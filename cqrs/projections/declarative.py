@@ -24,6 +24,7 @@ payment streams).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -126,6 +127,9 @@ def _bind_event_values(
     return out, found
 
 
+_NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
+
+
 @attrs.frozen
 class _Rule:
     """A declarative write: expressions evaluated per event."""
@@ -156,11 +160,17 @@ class _Rule:
 
     def __call__(self, recorded: Recorded, ctx: ProjectionContext) -> None:
         plain = {name: get(recorded) for name, get in self._value_getters}
-        params = {name: get(recorded) for name, get in self._param_getters}
+        # Most rules bind no event values inside SQL expressions: share one empty
+        # mapping rather than allocate a dict per event (allocations feed the GC).
+        params = (
+            {name: get(recorded) for name, get in self._param_getters}
+            if self._param_getters
+            else _NO_PARAMS
+        )
         if self.kind == "upsert":
-            key = tuple(plain[n] for n in self._pk)
+            key = tuple([plain[n] for n in self._pk])
         else:
-            key = tuple(e.evaluate(recorded) for e in self.key)
+            key = tuple([e.evaluate(recorded) for e in self.key])
         ctx.writer.add(Write(self.kind, self.table, key, plain, self.sql, params))
 
 

@@ -72,12 +72,19 @@ class _Const(Expr):
 class _Field(Expr):
     def __init__(self, name: str) -> None:
         self.name = name
+        # Event classes whose instances cannot have the attribute (slots, no class
+        # attribute of that name, no __getattr__): go straight to the envelope.
+        # A try/except that fails costs more than the rest of the lookup.
+        self._envelope_for: set[type[Any]] = set()
 
     def evaluate(self, recorded: Recorded) -> Any:
-        try:
-            return getattr(recorded.event, self.name)
-        except AttributeError:
-            pass
+        event = recorded.event
+        if type(event) not in self._envelope_for:
+            try:
+                return getattr(event, self.name)
+            except AttributeError:
+                if _never_has(type(event), self.name):
+                    self._envelope_for.add(type(event))
         try:
             return getattr(recorded, self.name)
         except AttributeError:
@@ -90,6 +97,16 @@ class _Field(Expr):
 
     def __repr__(self) -> str:
         return f"E.{self.name}"
+
+
+def _never_has(cls: type[Any], name: str) -> bool:
+    """Whether no instance of ``cls`` can have attribute ``name`` (so lookups always fail)."""
+    return (
+        "__dict__" not in dir(cls)
+        and not hasattr(cls, name)
+        and not hasattr(cls, "__getattr__")
+        and cls.__getattribute__ is object.__getattribute__  # type: ignore[comparison-overlap]
+    )
 
 
 class _Meta(Expr):

@@ -81,6 +81,29 @@ def test_expressions_read_event_fields_envelope_and_metadata() -> None:
         E.missing.evaluate(r)
 
 
+@event("pju.versioned", registry=REG)
+class Versioned(Event):
+    """An event with a field named like an envelope attribute: the field wins."""
+
+    order_id: str
+    version: int
+
+
+def test_one_field_expression_reads_each_event_class_from_its_own_source() -> None:
+    # E.version is looked up once per event class: from the event where the class
+    # has the field, from the envelope where it cannot have it, every time after too.
+    expr = E.version
+    placed = [recorded(Placed("o", Decimal(1)), version=v) for v in (3, 4)]
+    versioned = [recorded(Versioned("o", 40 + v), version=v) for v in (1, 2)]
+    for _ in range(2):
+        assert [expr.evaluate(r) for r in placed] == [3, 4]
+        assert [expr.evaluate(r) for r in versioned] == [41, 42]
+    missing = E.missing
+    for _ in range(2):  # the second time from the envelope directly: the same error
+        with pytest.raises(ProjectionError, match="no field 'missing'"):
+            missing.evaluate(placed[0])
+
+
 def test_event_types_include_aliases_and_subclass_handlers() -> None:
     p = Projection("p", summary, registry=REG)
     p.on(Placed).upsert(order_id=E.order_id, total=E.total)

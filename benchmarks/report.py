@@ -1,0 +1,329 @@
+"""Internal: the published figures: ``docs/benchmarks.md`` and its chart, from one run.
+
+``python -m benchmarks --write-docs docs/benchmarks.md`` (what ``make bench``
+runs) measures every scenario, then writes the page (the table of ratios to
+the raw baseline with their min-max, the machine, PostgreSQL's version and
+key settings, package versions, the command, the date and the load average
+at start and end) and a grouped bar chart next to it in ``img/``. The chart
+needs matplotlib (the ``bench`` extra); without it the page is written and
+the chart skipped with a message::
+
+    env = environment(url, argv)
+    write_page(results, env, Path("docs/benchmarks.md"))
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shlex
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from benchmarks.harness import CONTESTANTS, REGISTRY, Result
+from benchmarks.raw import conninfo
+
+SETTINGS = (
+    "shared_buffers",
+    "synchronous_commit",
+    "fsync",
+    "wal_level",
+    "max_wal_size",
+    "work_mem",
+    "jit",
+)
+PACKAGES = ("cqrs", "eventsourcing", "psycopg", "psycopg-binary", "sqlalchemy", "cattrs", "attrs")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cores() -> int:
+    """The cores this process may run on (what ``nproc`` prints)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def server(url: str) -> dict[str, str]:
+    """PostgreSQL's version and the settings that move these figures."""
+    with psycopg.connect(conninfo(url)) as conn:
+        out = {"server_version": str(conn.execute("SHOW server_version").fetchone()[0])}  # type: ignore[index]
+        for name in SETTINGS:
+            out[name] = str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+    return out
+
+
+def environment(url: str, argv: list[str]) -> dict[str, Any]:
+    """Everything the page states about where and how the figures were measured."""
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m benchmarks " + shlex.join(argv) if argv else "python -m benchmarks",
+        "machine": f"{cores()} cores (nproc), {cpu_model()}, {platform.machine()}, "
+        f"{platform.system()} {platform.release()}",
+        "postgres": server(url),
+        "packages": versions(),
+    }
+
+
+def _ratio(r: Result, contestant: str) -> str:
+    ratio, span = r.ratio(contestant), r.ratio_range(contestant)
+    if ratio is None or span is None:
+        return "-"
+    return f"**{ratio:.2f}x** ({span[0]:.2f}-{span[1]:.2f})"
+
+
+def _cpu(r: Result) -> str:
+    cells = [r.cpu_us(c) for c in CONTESTANTS]
+    return (
+        "-"
+        if all(c is None for c in cells)
+        else " / ".join("-" if c is None else f"{c:,.0f}" for c in cells)
+    )
+
+
+def _missed(r: Result) -> str:
+    if not r.missed:
+        return "-"
+    return " / ".join(str(max(r.missed[c])) if c in r.missed else "-" for c in CONTESTANTS)
+
+
+def table(results: list[Result]) -> str:
+    """The markdown table: median rates, ratios to raw (min-max), client CPU, missed."""
+    lines = [
+        "| workload | raw /s | cqrs /s | cqrs : raw | eventsourcing /s | eventsourcing : raw "
+        "| target | client CPU µs/unit raw / cqrs / es | missed raw / cqrs / es |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in results:
+        es_rate = f"{r.rate('eventsourcing'):,.0f}" if r.rates.get("eventsourcing") else "-"
+        target = "-" if r.target is None else f">= {r.target:.2f} {r.verdict}"
+        lines.append(
+            f"| {r.name} ({r.size:,} {r.unit}) | {r.raw_rate:,.0f} | {r.cqrs_rate:,.0f} "
+            f"| {_ratio(r, 'cqrs')} | {es_rate} | {_ratio(r, 'eventsourcing')} | {target} "
+            f"| {_cpu(r)} | {_missed(r)} |"
+        )
+    return "\n".join(lines)
+
+
+def behind(results: list[Result]) -> list[str]:
+    """Plain sentences: where cqrs misses its target or trails eventsourcing."""
+    notes = []
+    for r in results:
+        mine, theirs = r.ratio("cqrs"), r.ratio("eventsourcing")
+        if mine is None:
+            continue
+        if r.target is not None and mine < r.target:
+            notes.append(f"{r.name}: {mine:.2f}x of raw, under the target {r.target:.2f}x")
+        if theirs is not None and theirs > mine:
+            notes.append(f"{r.name}: behind eventsourcing ({mine:.2f}x against {theirs:.2f}x)")
+    return notes
+
+
+def write_chart(results: list[Result], path: Path) -> str:
+    """A grouped bar chart of the ratios to raw; returns what happened, in a sentence."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "chart skipped: matplotlib is not installed (pip install -e '.[bench]')"
+    names = [r.name for r in results]
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    width = 0.27
+    colours = {"raw": "#9e9e9e", "cqrs": "#1f77b4", "eventsourcing": "#ff7f0e"}
+    for i, contestant in enumerate(CONTESTANTS):
+        xs, ys = [], []
+        for j, r in enumerate(results):
+            ratio = 1.0 if contestant == "raw" else r.ratio(contestant)
+            if ratio is not None:
+                xs.append(j + (i - 1) * width)
+                ys.append(ratio)
+        ax.bar(xs, ys, width, label=contestant, color=colours[contestant])
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([textwrap.fill(n, 16) for n in names], fontsize=8)
+    ax.set_ylabel("rate as a ratio to raw psycopg (higher is faster)")
+    ax.axhline(1.0, color="#555555", linewidth=0.6)
+    ax.set_ylim(0, 1.2)
+    ax.legend(loc="upper center", ncol=3, frameon=False)
+    ax.set_title("Median of 3 interleaved repetitions, same machine and database")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return f"chart written to {path}"
+
+
+def write_page(
+    results: list[Result],
+    env: dict[str, Any],
+    path: Path,
+    *,
+    load: tuple[float, float],
+    seconds: float,
+    repeat: int,
+) -> list[str]:
+    """Write the page and its chart (``img/<stem>.png`` beside it); the messages to print."""
+    chart = path.parent / "img" / f"{path.stem}.png"
+    chart_message = write_chart(results, chart)
+    pg = env["postgres"]
+    settings = ", ".join(f"`{k}={v}`" for k, v in pg.items() if k != "server_version")
+    packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+    notes = behind(results) or ["nowhere: every target met and ahead of eventsourcing throughout"]
+    scenarios = "\n".join(
+        f"| `{r.name}` | {REGISTRY[r.name].description if r.name in REGISTRY else ''} |"
+        for r in results
+    )
+    picture = (
+        f"![ratios to raw psycopg](img/{chart.name})\n\n"
+        if chart.exists()
+        else f"({chart_message})\n\n"
+    )
+    text = PAGE.format(
+        table=table(results),
+        picture=picture,
+        date=env["date"],
+        command=env["command"],
+        machine=env["machine"],
+        server=pg["server_version"],
+        settings=settings,
+        packages=packages,
+        load0=load[0],
+        load1=load[1],
+        noisy=" (above the core count: other work shared the machine, read the rates as noisy)"
+        if max(load) > cores()
+        else "",
+        seconds=seconds,
+        repeat=repeat,
+        behind="\n".join(f"- {n}" for n in notes),
+        scenarios=scenarios,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return [f"page written to {path}", chart_message]
+
+
+PAGE = """\
+# Benchmarks
+
+<!-- Written by `make bench` (benchmarks/report.py): edit the template there, not this file. -->
+
+`benchmarks/` is the performance suite, run on demand (`make bench`); `make test`
+only runs every scenario at a tiny size to prove its checks
+(`tests/integration/test_benchmarks_smoke.py`).
+
+Each workload is done by three contestants on the same database, in the same
+process (the concurrent one in 4 writer processes):
+
+- **raw**: the physical limit, `benchmarks/raw.py`: the fastest hand-written
+  psycopg 3 program for the same observable job, sharing nothing with the
+  toolkit. Its own plain table (`position` identity, `stream_id`, `version`,
+  `type`, `data jsonb`, unique `(stream_id, version)`), one autocommit `INSERT`
+  per single-event command (the unique key is the version check), one `SELECT`
+  to load, `COPY` for batches, pages by plain `position > %s` with `json.loads`
+  into dicts, a projection as one `unnest` upsert plus a checkpoint update per
+  batch. Plain positions are only gap-free with one writer at a time, so the
+  concurrent workload uses its locked variant: one advisory lock per write,
+  held from the position being drawn to commit.
+- **cqrs**: the public API as a service uses it (`engine.begin()`,
+  `EventStore.append` / `read_stream` / `read_all`, `@event` attrs classes,
+  `ProjectionRunner` with a declarative projection).
+- **eventsourcing** {es_version}: the library's PostgreSQL persistence (psycopg 3),
+  as its documentation shows it (`benchmarks/es.py`): an `Application`, an
+  `Aggregate` whose methods trigger events, `app.save` (one transaction, the
+  table locked for gap-free notification ids), `app.repository.get`,
+  `recorder.select_notifications` plus `mapper.to_domain_event`, and for the
+  projection a `PostgresTrackingRecorder` view fed 500 notifications a batch
+  (the library's own runner applies one event a transaction).
+
+How it is measured: a fresh schema per workload; the contestants interleave
+(raw, cqrs, eventsourcing; then cqrs, eventsourcing, raw; ...), {repeat}
+repetitions; rates are medians, the ratio is the median rate over raw's and the
+range is the lowest and highest of the per-repetition ratios. Every workload
+checks its result afterwards (events and streams in each store, versions
+1..n, events read per pass, every read model row for row against the rows the
+seed implies). In the concurrent workload a live reader in a fifth process
+tails each contestant's log while its writers run and counts what it never
+saw: the run fails unless cqrs's count is 0. Client CPU is the benchmark
+process's own CPU time per unit (median), the part a library controls and the
+steadier figure on a shared machine (`-` where the work runs in other
+processes).
+
+## Latest figures
+
+{picture}{table}
+
+Where cqrs is behind:
+
+{behind}
+
+- Date: {date}; {seconds:.0f} s; load average {load0:.2f} at start, {load1:.2f} at end{noisy}
+- Command: `{command}`
+- Machine: {machine}
+- PostgreSQL {server}: {settings}
+- Packages: {packages}
+
+## Workloads
+
+| scenario | one unit |
+|---|---|
+{scenarios}
+
+## Running
+
+```sh
+make bench                                   # every workload; writes this page and the chart
+.venv/bin/python -m benchmarks --quick       # small sizes, under a minute, prints the table
+.venv/bin/python -m benchmarks --only single --only batch     # unique name prefixes
+.venv/bin/python -m benchmarks --json        # machine-readable, with every sample
+.venv/bin/python -m benchmarks --database-url postgresql://postgres@127.0.0.1:5432/postgres
+```
+
+Without `--database-url` the suite uses `CQRS_DATABASE_URL`, else the embedded
+PostgreSQL 16 (`pgserver`). `eventsourcing` and matplotlib come from the `bench`
+extra (`pip install -e '.[bench]'`, which `make bench` does); without
+eventsourcing its column stays empty, without matplotlib the chart is skipped.
+
+## Adding a scenario
+
+Register a generator with `@scenario` in a module of `benchmarks/` (see
+`benchmarks/harness.py`): set-up, then `yield Sides(cqrs, raw, verify,
+eventsourcing)` with one function per contestant returning the units it did
+(or `Timed(units, seconds, missed)` when it times itself), and a `verify` that
+raises `BenchmarkError` unless every store holds what its side wrote.
+"""
+
+
+def es_version() -> str:
+    try:
+        return importlib.metadata.version("eventsourcing")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+PAGE = PAGE.replace("{es_version}", es_version())
