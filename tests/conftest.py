@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 from cqrs.config import Settings
 from cqrs.testing import isolated_schema
@@ -32,3 +35,44 @@ def log_engine(layout_schema: Engine) -> Engine:
         conn.execute(text("DELETE FROM events"))
         conn.execute(text("DELETE FROM streams"))
     return layout_schema
+
+
+class OtherDatabase:
+    """A second database on the test server, and transactions held open in it."""
+
+    def __init__(self, url: str) -> None:
+        self.name = f"cqrs_other_{uuid.uuid4().hex[:10]}"
+        self.url = make_url(url).set(database=self.name).render_as_string(hide_password=False)
+        self.admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+        self.engine = create_engine(self.url, poolclass=NullPool)
+
+    @contextmanager
+    def open_transaction(self) -> Iterator[tuple[int, int]]:
+        """A writing transaction held open there: ``(pid, transaction id)``; rolled back after."""
+        with self.engine.connect() as conn:
+            conn.execute(text("CREATE TEMP TABLE held (n int)"))
+            conn.execute(text("INSERT INTO held VALUES (1)"))
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            xid = int(conn.execute(text("SELECT pg_current_xact_id()::text")).scalar_one())
+            try:
+                yield pid, xid
+            finally:
+                conn.rollback()
+
+    def close(self) -> None:
+        self.engine.dispose()
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def other_database(cqrs_database_url: str) -> Iterator[OtherDatabase]:
+    """Another database on the same server (another service's, say)."""
+    other = OtherDatabase(cqrs_database_url)
+    try:
+        yield other
+    finally:
+        other.close()

@@ -26,7 +26,7 @@ class Exit(enum.IntEnum):
     OK = 0
     RUNTIME = 1  # the toolkit or the database refused what the command asked
     USAGE = 2  # bad arguments or settings: the command did not start its work
-    UNREACHABLE = 3  # cannot connect to the database
+    UNREACHABLE = 3  # cannot connect to the database (or the NATS server)
     PARKED = 4  # `projections run --once` finished but parked events in dead_letters
     INTERRUPTED = 130  # Ctrl-C
     PIPE = 141  # the reader closed the pipe (`| head`): 128 + SIGPIPE, as shells report it

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from cqrs._version import DISTRIBUTION, __version__
 from cqrs.cli.common import Exit
-from cqrs.errors import ConfigurationError, CqrsError
+from cqrs.errors import BrokerUnavailable, ConfigurationError, CqrsError
 
 COMMAND_MODULES = (
     "cqrs.cli.streams",
@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"cqrs: {exc}", file=sys.stderr)
         return Exit.USAGE
+    except BrokerUnavailable as exc:
+        print(f"cqrs: {exc}", file=sys.stderr)
+        return Exit.UNREACHABLE
     except CqrsError as exc:
         print(f"cqrs: {exc}", file=sys.stderr)
         return Exit.RUNTIME

@@ -57,7 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          poll_interval=args.poll)  # fmt: skip
     if args.once:
         try:
-            n = runner.run_until_caught_up(max_wait=args.max_wait)
+            n = runner.run_until_caught_up(timeout=args.max_wait)
         finally:
             runner.close()
         published = sum(r.published for r in relays)

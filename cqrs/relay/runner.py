@@ -25,13 +25,13 @@ batches, shards, leases, NOTIFY wake-ups and failure policy) over
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, text
 
-from cqrs.errors import BrokerError, RelayError
+from cqrs.errors import BrokerError, ReadModelTimeout, RelayError
+from cqrs.events.model import Position
 from cqrs.projections import sql
 from cqrs.projections.batch import Outcome, Target
 from cqrs.projections.runner import ProjectionRunner
@@ -138,17 +138,18 @@ class RelayRunner(ProjectionRunner):
         self._record_error(target, error)
         self.stop.wait(delay)
 
-    def run_until_caught_up(self, *, max_wait: float = 60.0) -> int:
-        """Publish everything readable now; raises the broker's error after ``max_wait`` s."""
-        deadline = time.monotonic() + max_wait
-        total = 0
-        while True:
-            total += super().run_until_caught_up(max_wait=max(0.0, deadline - time.monotonic()))
-            if self.failures == 0:
-                return total
-            if time.monotonic() > deadline or self.stop.is_set():
-                assert self.last_broker_error is not None
-                raise self.last_broker_error
+    def run_until_caught_up(self, *, target: Position | None = None, timeout: float = 60.0) -> int:
+        """Publish every event up to ``target`` (the head of the log at the call).
+
+        Raises the broker's error when the broker is why ``target`` was not
+        reached within ``timeout`` seconds, else ``ReadModelTimeout``.
+        """
+        try:
+            return super().run_until_caught_up(target=target, timeout=timeout)
+        except ReadModelTimeout:
+            if self.failures and self.last_broker_error is not None:
+                raise self.last_broker_error from None
+            raise
 
     def close(self) -> None:
         """Release leases and connections, and close the NATS connection."""

@@ -87,7 +87,9 @@ _HOLDER = text(
     "SELECT h.xid::text, d.*, extract(epoch FROM clock_timestamp() - d.since)::float8 "
     "FROM h LEFT JOIN LATERAL ("
     "SELECT a.datname::text AS db, a.pid, a.usename::text AS usr, a.application_name, "
-    "a.state, a.xact_start AS since, NULL::text AS gid, left(a.query, 200) AS query "
+    "a.state, a.xact_start AS since, NULL::text AS gid, "
+    # state is NULL where the role may not see the session; query then says so in text
+    "CASE WHEN a.state IS NOT NULL THEN left(a.query, 200) END AS query "
     "FROM pg_stat_activity a "
     f"WHERE a.backend_xid::text::bigint = (h.xid::text::bigint & {_LOW_32}) "
     "UNION ALL SELECT p.database::text, NULL, p.owner::text, NULL, 'prepared', p.prepared, "

@@ -31,7 +31,7 @@ from benchmarks.store import check_side
 
 SCENARIOS = load_scenarios()
 # Workloads without an eventsourcing counterpart.
-CQRS_AND_RAW_ONLY = {"command round trip", "rare-type catch-up (1 %)"}
+CQRS_AND_RAW_ONLY = {"command round trip", "rare-type catch-up (1 %)", "relay throughput"}
 
 
 def test_the_eventsourcing_contestant_is_installed_with_the_dev_extra() -> None:

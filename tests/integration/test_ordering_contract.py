@@ -123,20 +123,18 @@ def test_an_append_from_a_transaction_that_wrote_first_is_refused(
     seeded: Engine, store: EventStore, mode: str
 ) -> None:
     """The issue's reproduction, in every expected-version mode and both layouts."""
-    t2 = Session(seeded)
-    t2.begin()
-    store.append(t2, "acct-other", [Deposited(0)])  # T2 takes its transaction id here
-    commit_append(seeded, store, "acct-s", 1)  # version 2, a newer transaction id
-    with pytest.raises(AppendOrderConflict) as refused:
-        store.append(t2, "acct-s", [Deposited(3)], expected_version=EXPECTATIONS[mode])
-    assert isinstance(refused.value, ConcurrencyError)  # retried by RetryOnConflict
-    assert refused.value.code == "cqrs-append-order"
-    assert refused.value.transaction_id < refused.value.last_transaction_id
-    assert "fresh transaction" in str(refused.value)
-    # The refused append wrote nothing; the stream is as the other writer left it.
-    assert store.stream_info(t2, "acct-s").version == 2  # type: ignore[union-attr]
-    t2.rollback()
-    t2.close()
+    with Session(seeded) as t2:  # closed (rolled back) however the test ends
+        t2.begin()
+        store.append(t2, "acct-other", [Deposited(0)])  # T2 takes its transaction id here
+        commit_append(seeded, store, "acct-s", 1)  # version 2, a newer transaction id
+        with pytest.raises(AppendOrderConflict) as refused:
+            store.append(t2, "acct-s", [Deposited(3)], expected_version=EXPECTATIONS[mode])
+        assert isinstance(refused.value, ConcurrencyError)  # retried by RetryOnConflict
+        assert refused.value.code == "cqrs-append-order"
+        assert refused.value.transaction_id < refused.value.last_transaction_id
+        assert "fresh transaction" in str(refused.value)
+        # The refused append wrote nothing; the stream is as the other writer left it.
+        assert store.stream_info(t2, "acct-s").version == 2  # type: ignore[union-attr]
 
     # The same work in a fresh transaction gets a newer id and lands after version 2.
     with Session(seeded) as retry, retry.begin():
@@ -150,13 +148,12 @@ def test_an_append_without_an_earlier_write_is_not_refused(
     seeded: Engine, store: EventStore
 ) -> None:
     """A transaction that only read before appending takes its id at the append."""
-    t2 = Session(seeded)
-    t2.begin()
-    assert store.read_stream(t2, "acct-s")[-1].version == 1
-    commit_append(seeded, store, "acct-s", 1)
-    store.append(t2, "acct-s", [Deposited(3)], expected_version=2)
-    t2.commit()
-    t2.close()
+    with Session(seeded) as t2:
+        t2.begin()
+        assert store.read_stream(t2, "acct-s")[-1].version == 1
+        commit_append(seeded, store, "acct-s", 1)
+        store.append(t2, "acct-s", [Deposited(3)], expected_version=2)
+        t2.commit()
     assert versions_in_read_order(read_everything(seeded, store), "acct-s") == [1, 2, 3]
 
 
@@ -278,12 +275,10 @@ def test_a_handler_touching_two_aggregates(seeded: Engine, store: EventStore) ->
 def test_a_wrong_expected_version_is_still_a_plain_concurrency_error(
     seeded: Engine, store: EventStore
 ) -> None:
-    t2 = Session(seeded)
-    t2.begin()
-    store.append(t2, "acct-other", [Deposited(0)])
-    commit_append(seeded, store, "acct-s", 1)
-    with pytest.raises(ConcurrencyError) as wrong:
-        store.append(t2, "acct-s", [Deposited(3)], expected_version=1)
-    assert type(wrong.value) is ConcurrencyError and wrong.value.actual == 2
-    t2.rollback()
-    t2.close()
+    with Session(seeded) as t2:
+        t2.begin()
+        store.append(t2, "acct-other", [Deposited(0)])
+        commit_append(seeded, store, "acct-s", 1)
+        with pytest.raises(ConcurrencyError) as wrong:
+            store.append(t2, "acct-s", [Deposited(3)], expected_version=1)
+        assert type(wrong.value) is ConcurrencyError and wrong.value.actual == 2

@@ -212,9 +212,9 @@ def test_unreachable_server_is_a_one_line_error_recorded_in_status(engine: Engin
     r = runner(engine, build_relay("nowhere", "NOWHERE"), url)
     try:
         with pytest.raises(BrokerUnavailable) as caught:
-            r.run_until_caught_up(max_wait=0.3)
+            r.run_until_caught_up(timeout=0.3)
         with pytest.raises(BrokerUnavailable):  # still standing: it tries again
-            r.run_until_caught_up(max_wait=0.0)
+            r.run_until_caught_up(timeout=0.0)
     finally:
         r.close()
     assert "\n" not in str(caught.value) and "unreachable" in str(caught.value)
@@ -231,14 +231,14 @@ def test_missing_stream_and_refused_credentials_are_typed_errors(
     r = runner(engine, build_relay(f"nostream{uuid.uuid4().hex[:6]}", "NOSUCH"), cqrs_nats_url)
     try:
         with pytest.raises(StreamMissing):
-            r.run_until_caught_up(max_wait=0.3)
+            r.run_until_caught_up(timeout=0.3)
     finally:
         r.close()
     with NatsServer(args=["--user", "relay", "--pass", "secret"]) as server:
         r = runner(engine, build_relay("auth", "AUTH"), server.url)
         try:
             with pytest.raises(BrokerAuthFailed):
-                r.run_until_caught_up(max_wait=0.3)
+                r.run_until_caught_up(timeout=0.3)
         finally:
             r.close()
     [status] = projection_status(engine)
@@ -299,13 +299,13 @@ def test_cli_relay_run_once_and_status(
         ("rl_out", 0, None)
     ]
     assert status["streams"][stream]["duplicate_window_s"] == 600
-    # the broker gone: one line on stderr, exit code 2, no traceback
+    # the broker gone: one line on stderr, exit code 3 (unreachable), no traceback
     with NatsServer() as server:
         gone = server.url
     append_orders(engine, streams=1, rounds=1, start=5)
     args = ["relay", "run", "--once", "--max-wait", "0.3", *common[:2], "--nats-url", gone,
             "--database-url", _schema_url(engine)]  # fmt: skip
-    assert main(args) == 2
+    assert main(args) == 3
     err = capsys.readouterr().err.strip()
     assert err.startswith("cqrs: NATS at") and "\n" not in err and "cqrs-broker-unavailable" in err
 
