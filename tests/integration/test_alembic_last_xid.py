@@ -13,6 +13,12 @@ from cqrs import NO_STREAM, Event, EventRegistry, EventStore, event
 from cqrs.errors import AppendOrderConflict
 
 registry = EventRegistry()
+OLD_STREAM = "INSERT INTO streams (stream_id, stream_type, version) VALUES ('old-1', 'old', 2)"
+OLD_EVENTS = (
+    "INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data) VALUES "
+    "(gen_random_uuid(), 'old-1', 'old', 1, 'migration.noted', '{\"n\": 1}'), "
+    "(gen_random_uuid(), 'old-1', 'old', 2, 'migration.noted', '{\"n\": 2}')"
+)
 
 
 @event("migration.noted", registry=registry)
@@ -31,14 +37,8 @@ def test_existing_streams_get_a_last_xid_above_their_events(cqrs_database_url: s
         with engine.connect() as early:
             early.execute(text("SELECT pg_current_xact_id()"))
             with engine.begin() as conn:  # appends as cqrs_0001 knew them
-                conn.execute(text(
-                    "INSERT INTO streams (stream_id, stream_type, version) VALUES ('old-1', 'old', 2)"
-                ))  # fmt: skip
-                conn.execute(text(
-                    "INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data) "
-                    "VALUES (gen_random_uuid(), 'old-1', 'old', 1, 'migration.noted', '{\"n\": 1}'), "
-                    "(gen_random_uuid(), 'old-1', 'old', 2, 'migration.noted', '{\"n\": 2}')"
-                ))  # fmt: skip
+                conn.execute(text(OLD_STREAM))
+                conn.execute(text(OLD_EVENTS))
             with engine.connect() as conn:
                 relfile = conn.execute(text("SELECT pg_relation_filenode('streams')")).scalar()
                 cqrs.migrations.upgrade(conn)
