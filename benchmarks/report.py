@@ -37,7 +37,7 @@ SETTINGS = (
     "work_mem",
     "jit",
 )
-PACKAGES = ("cqrs", "eventsourcing", "psycopg", "psycopg-binary", "sqlalchemy", "cattrs", "attrs")
+PACKAGES = ("sqlalchemy-cqrs", "eventsourcing", "psycopg", "psycopg-binary", "sqlalchemy", "cattrs", "attrs")
 
 
 def cpu_model() -> str:

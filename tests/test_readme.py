@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -23,7 +24,14 @@ def readme_example() -> str:
     return match.group(1)
 
 
-def test_readme_example_runs(cqrs_database_url: str) -> None:
+def test_readme_example_runs(cqrs_database_url: str, other_database: Any) -> None:
+    """On the test server, while another database there holds a writing transaction
+    open (another service on a shared server): it must not hold this one back."""
+    with other_database.open_transaction():
+        _run_readme_example(cqrs_database_url)
+
+
+def _run_readme_example(cqrs_database_url: str) -> None:
     code = readme_example()
     assert ENGINE_LINE in code
     schema = f"readme_{uuid.uuid4().hex[:8]}"
