@@ -37,7 +37,10 @@ SETTINGS = (
     "work_mem",
     "jit",
 )
-PACKAGES = ("sqlalchemy-cqrs", "eventsourcing", "psycopg", "psycopg-binary", "sqlalchemy", "cattrs", "attrs")
+PACKAGES = (
+    "sqlalchemy-cqrs", "eventsourcing", "psycopg", "psycopg-binary", "sqlalchemy", "cattrs",
+    "attrs",
+)  # fmt: skip
 
 
 def cpu_model() -> str:
