@@ -76,3 +76,9 @@ def other_database(cqrs_database_url: str) -> Iterator[OtherDatabase]:
         yield other
     finally:
         other.close()
+
+
+@pytest.fixture(scope="session")
+def other_database_on() -> type[OtherDatabase]:
+    """``OtherDatabase`` itself, for a test on a server of its own: ``other_database_on(url)``."""
+    return OtherDatabase

@@ -234,14 +234,16 @@ class ProjectionRunner:
             try:
                 n = self.step()
                 total += n
-                if n == 0 and self._passed(target):
+                late = time.monotonic() > deadline
+                # Drained (or out of time) and past the target: done.
+                if (n == 0 or late) and self._passed(target):
                     return total
             except Exception as exc:
                 self._transient_or_raise(exc, deadline)
                 continue
+            if late:
+                raise self._timed_out(target, timeout)
             if n == 0:
-                if time.monotonic() > deadline:
-                    raise self._timed_out(target, timeout)
                 self.stop.wait(0.02)
         return total
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -95,19 +96,19 @@ def test_a_transaction_of_this_database_holds_readers_and_is_named(
     runner.close()
 
 
-@pytest.fixture
-def app_role(cqrs_engine: Engine) -> Iterator[Engine]:
-    """An engine on the test schema for a role with table grants only (no
-    pg_read_all_stats, not a superuser): what a service usually runs as."""
+@contextmanager
+def role_engine(owner: Engine, *privileges: str) -> Iterator[Engine]:
+    """An engine on ``owner``'s schema for a new role holding only ``privileges``
+    there (no pg_read_all_stats, not a superuser): what a service usually runs as.
+    The role is dropped afterwards."""
     role = f"cqrs_app_{uuid.uuid4().hex[:8]}"
-    schema = _schema(cqrs_engine)
-    with cqrs_engine.begin() as conn:
+    schema = _schema(owner)
+    with owner.begin() as conn:
         conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
         conn.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
-        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA "{schema}" '
-                          f'TO "{role}"'))  # fmt: skip
-        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"'))
-    url = make_url(cqrs_engine.url.render_as_string(hide_password=False)).set(
+        for privilege in privileges:
+            conn.execute(text(f'GRANT {privilege} IN SCHEMA "{schema}" TO "{role}"'))
+    url = make_url(owner.url.render_as_string(hide_password=False)).set(
         username=role, password=None
     )
     engine = schema_engine(url.render_as_string(hide_password=False), schema, poolclass=NullPool)
@@ -118,45 +119,42 @@ def app_role(cqrs_engine: Engine) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
-        with cqrs_engine.begin() as conn:
+        with owner.begin() as conn:
             conn.execute(text(f'DROP OWNED BY "{role}"'))
             conn.execute(text(f'DROP ROLE "{role}"'))
+
+
+@pytest.fixture
+def app_role(cqrs_engine: Engine) -> Iterator[Engine]:
+    """A role that appends and reads the log (table and sequence grants only)."""
+    with role_engine(
+        cqrs_engine,
+        "SELECT, INSERT, UPDATE ON ALL TABLES",
+        "USAGE ON ALL SEQUENCES",
+    ) as engine:
+        yield engine
 
 
 def test_an_application_role_sees_past_other_databases_and_names_holders(
     log_engine: Engine, other_database: Any
 ) -> None:
-    # log_engine shares the module's schema; give it the role by hand.
-    role = f"cqrs_app_{uuid.uuid4().hex[:8]}"
-    schema = _schema(log_engine)
-    with log_engine.begin() as conn:
-        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
-        conn.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
-        conn.execute(text(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"'))
-    url = make_url(log_engine.url.render_as_string(hide_password=False)).set(
-        username=role, password=None
-    )
-    reader = schema_engine(url.render_as_string(hide_password=False), schema, poolclass=NullPool)
-    try:
-        with other_database.open_transaction():
-            append(log_engine, "order-1", OrderPlaced("order-1", "c", Decimal(1)))
-            with reader.connect() as conn:
-                assert [e.stream_id for e in store().read_all(conn)] == ["order-1"]
-            assert horizon_holder(reader) is None
-            with Session(log_engine) as held:  # a superuser's transaction, in this database
-                held.execute(text("SELECT pg_current_xact_id()"))
-                pid = held.execute(text("SELECT pg_backend_pid()")).scalar_one()
-                seen = horizon_holder(reader)
-                assert seen is not None and seen.pid == pid and seen.database is not None
-                # Without pg_read_all_stats the role sees who, not what or since when.
-                assert (seen.state, seen.query, seen.age_seconds) == (None, None, None)
-                assert "state hidden" in seen.describe()
-                held.rollback()
-    finally:
-        reader.dispose()
-        with log_engine.begin() as conn:
-            conn.execute(text(f'DROP OWNED BY "{role}"'))
-            conn.execute(text(f'DROP ROLE "{role}"'))
+    with (
+        role_engine(log_engine, "SELECT ON ALL TABLES") as reader,
+        other_database.open_transaction(),
+    ):
+        append(log_engine, "order-1", OrderPlaced("order-1", "c", Decimal(1)))
+        with reader.connect() as conn:
+            assert [e.stream_id for e in store().read_all(conn)] == ["order-1"]
+        assert horizon_holder(reader) is None
+        with Session(log_engine) as held:  # a superuser's transaction, in this database
+            held.execute(text("SELECT pg_current_xact_id()"))
+            pid = held.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            seen = horizon_holder(reader)
+            assert seen is not None and seen.pid == pid and seen.database is not None
+            # Without pg_read_all_stats the role sees who, not what or since when.
+            assert (seen.state, seen.query, seen.age_seconds) == (None, None, None)
+            assert "state hidden" in seen.describe()
+            held.rollback()
 
 
 def test_an_application_role_appends_and_runs_projections(
@@ -217,10 +215,10 @@ def _finish(engine: Engine, gid: str) -> None:
         conn.execute(text(f"ROLLBACK PREPARED '{gid}'"))
 
 
-def test_prepared_transactions_elsewhere_are_ignored_and_here_are_named(prepared_url: str) -> None:
-    from conftest import OtherDatabase
-
-    other = OtherDatabase(prepared_url)
+def test_prepared_transactions_elsewhere_are_ignored_and_here_are_named(
+    prepared_url: str, other_database_on: Any
+) -> None:
+    other = other_database_on(prepared_url)
     try:
         with isolated_schema(prepared_url) as engine:
             gid = f"cqrs-{uuid.uuid4().hex[:8]}"
