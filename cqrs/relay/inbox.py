@@ -55,6 +55,7 @@ from cqrs.commands.bus import CommandBus
 from cqrs.errors import BrokerError, InboxError
 from cqrs.projections.batch import describe
 from cqrs.projections.runner import is_transient
+from cqrs.relay import connection
 from cqrs.relay import messages as h
 from cqrs.relay.loop import LoopThread
 from cqrs.relay.publisher import broker_error
@@ -220,24 +221,14 @@ class Inbox:
         return self._sub
 
     async def _connect(self) -> Client:
-        async def quiet(exc: Exception) -> None:
-            log.debug("nats: %s", exc)
-
-        options: dict[str, Any] = {
-            "servers": [self.url], "allow_reconnect": False, "max_reconnect_attempts": 1,
-            "reconnect_time_wait": 0.1,
-            "connect_timeout": 2.0, "error_cb": quiet, "name": f"cqrs-inbox-{self.name}",
-        }  # fmt: skip
-        options.update(self.connect_options)
-        return await nats.connect(**options)
+        return await connection.connect(
+            self.url, name=f"cqrs-inbox-{self.name}", timeout=2.0,
+            options=self.connect_options, logger=log,
+        )  # fmt: skip
 
     def _drop(self) -> None:
         nc, self._nc, self._js, self._sub = self._nc, None, None, None
-        if nc is not None and not nc.is_closed:
-            try:
-                self.loop.run(nc.close(), timeout=2.0)
-            except Exception:
-                log.debug("closing the NATS connection failed", exc_info=True)
+        connection.close(self.loop, nc, log)
 
     def close(self) -> None:
         """Close the connection and the loop thread (unacknowledged messages are redelivered)."""

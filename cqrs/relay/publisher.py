@@ -43,6 +43,7 @@ from cqrs.errors import (
     ConfigurationError,
     StreamMissing,
 )
+from cqrs.relay import connection
 from cqrs.relay.loop import LoopThread
 from cqrs.relay.messages import OutgoingMessage
 
@@ -142,24 +143,14 @@ class JetStreamPublisher:
         return self._js
 
     async def _connect(self) -> Client:
-        async def quiet(exc: Exception) -> None:  # nats-py would log every failure
-            log.debug("nats: %s", exc)
-
-        options: dict[str, Any] = {
-            "servers": [self.url], "allow_reconnect": False, "max_reconnect_attempts": 1,
-            "reconnect_time_wait": 0.1,
-            "connect_timeout": self.connect_timeout, "error_cb": quiet, "name": self.name,
-        }  # fmt: skip
-        options.update(self.connect_options)
-        return await nats.connect(**options)
+        return await connection.connect(
+            self.url, name=self.name, timeout=self.connect_timeout,
+            options=self.connect_options, logger=log,
+        )  # fmt: skip
 
     def _drop(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
-        if nc is not None and not nc.is_closed:
-            try:
-                self.loop.run(nc.close(), timeout=2.0)
-            except Exception:
-                log.debug("closing the NATS connection failed", exc_info=True)
+        connection.close(self.loop, nc, log)
 
     def close(self) -> None:
         """Close the connection and the loop thread."""
