@@ -31,7 +31,7 @@ from cqrs.events.ids import uuid7
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
 from cqrs.store import driver, horizon, sql
-from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, Expected
+from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, Expected, holds
 
 Executor = Session | Connection
 _scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -361,26 +361,16 @@ class EventStore:
         version, archived, newer, last_xid, own_xid = row
         if archived:
             return errors.StreamArchived(stream_id)
-        if newer and _holds(expected, version):
+        if newer and holds(expected, version):
             return errors.AppendOrderConflict(stream_id, expected, int(own_xid), int(last_xid))
         return errors.ConcurrencyError(stream_id, expected, version)
 
     def _empty_append(self, conn: Connection, stream_id: str, expected: Expected) -> AppendResult:
         info = self.stream_info(conn, stream_id)
         actual = None if info is None else info.version
-        if not _holds(expected, actual):
+        if not holds(expected, actual):
             raise self._append_refused(conn, stream_id, expected)
         return AppendResult(stream_id, actual or 0, self.head(conn), 0)
-
-
-def _holds(expected: Expected, actual: int | None) -> bool:
-    """Whether a stream at version ``actual`` (``None``: no stream) meets ``expected``."""
-    return (
-        expected is ANY
-        or (expected is STREAM_EXISTS and actual is not None)
-        or ((expected is NO_STREAM or expected == 0) and actual is None)
-        or (isinstance(expected, int) and expected == actual)
-    )
 
 
 @attrs.define

@@ -31,6 +31,20 @@ STREAM_EXISTS = ExpectedVersion.STREAM_EXISTS
 Expected = ExpectedVersion | int
 
 
+def holds(expected: Expected, actual: int | None) -> bool:
+    """Whether a stream at version ``actual`` (``None``: no stream) meets ``expected``.
+
+    >>> holds(ANY, None), holds(NO_STREAM, None), holds(0, 3), holds(STREAM_EXISTS, 3)
+    (True, True, False, True)
+    """
+    return (
+        expected is ANY
+        or (expected is STREAM_EXISTS and actual is not None)
+        or ((expected is NO_STREAM or expected == 0) and actual is None)
+        or (isinstance(expected, int) and expected == actual)
+    )
+
+
 @attrs.frozen
 class AppendResult:
     """The outcome of ``EventStore.append``.

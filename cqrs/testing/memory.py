@@ -34,7 +34,7 @@ from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry
 from cqrs.store.event_store import EventStore, StreamInfo, default_stream_type
-from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, Expected
+from cqrs.store.expected import ANY, AppendResult, Expected, holds
 
 __all__ = ["InMemoryEventStore", "MemoryLog", "MemoryTransaction"]
 
@@ -171,14 +171,14 @@ class InMemoryEventStore(EventStore):
             info = log.streams.get(stream_id)
             actual = None if info is None else info.version
             if not batch.ids:
-                if not _expectation_met(expected, actual):
+                if not holds(expected, actual):
                     raise _refused(stream_id, expected, info)
                 return AppendResult(stream_id, actual or 0, self.head(tx), 0)
             if batch.explicit_ids:
                 done = _already_appended(log, stream_id, batch.ids)
                 if done is not None:
                     return done
-            if not _expectation_met(expected, actual) or (info is not None and info.archived):
+            if not holds(expected, actual) or (info is not None and info.archived):
                 raise _refused(stream_id, expected, info)
             tx.touch(stream_id)
             if info is None:
@@ -300,16 +300,6 @@ class InMemoryEventStore(EventStore):
             return fn(executor)
         with self.log.transaction() as tx:
             return fn(tx)
-
-
-def _expectation_met(expected: Expected, actual: int | None) -> bool:
-    if expected is ANY:
-        return True
-    if expected is STREAM_EXISTS:
-        return actual is not None
-    if expected is NO_STREAM or expected == 0:
-        return actual is None
-    return expected == actual
 
 
 def _refused(stream_id: str, expected: Expected, info: StreamInfo | None) -> errors.CqrsError:
