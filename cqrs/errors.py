@@ -27,6 +27,8 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
     │   └── UnhandledEvent            cqrs-unhandled-event
     ├── CommandError                  cqrs-command
     │   └── HandlerNotFound           cqrs-handler-not-found
+    ├── QueryError                    cqrs-query
+    │   └── QueryHandlerNotFound      cqrs-query-handler-not-found
     ├── ProjectionError               cqrs-projection
     │   └── ReadModelTimeout          cqrs-read-timeout
     ├── RelayError                    cqrs-relay
@@ -319,7 +321,7 @@ class CommandError(CqrsError):
 
 
 class HandlerNotFound(CommandError):
-    """A command or query was sent that no handler is registered for."""
+    """A command was sent that no handler is registered for."""
 
     code = "cqrs-handler-not-found"
 
@@ -329,6 +331,25 @@ class HandlerNotFound(CommandError):
             "@bus.handles(...) and make sure its module is imported"
         )
         self.message_type = message_type
+
+
+class QueryError(CqrsError):
+    """Base for query bus errors (a handler registered twice, ...)."""
+
+    code = "cqrs-query"
+
+
+class QueryHandlerNotFound(QueryError):
+    """A query was asked that no handler is registered for."""
+
+    code = "cqrs-query-handler-not-found"
+
+    def __init__(self, query_type: str) -> None:
+        super().__init__(
+            f"no handler is registered for query {query_type}; decorate one with "
+            "@queries.handles(...) and make sure its module is imported"
+        )
+        self.query_type = query_type
 
 
 class ProjectionError(CqrsError):

@@ -30,6 +30,7 @@ from cqrs.aggregates.snapshots import SnapshotStore, snapshot_due
 from cqrs.errors import AggregateError, StreamNotFound
 from cqrs.store.event_store import EventStore, connection_of
 from cqrs.store.expected import AppendResult
+from cqrs.store.interface import EventStoreProtocol
 
 T = TypeVar("T", bound=Aggregate)
 
@@ -58,7 +59,7 @@ class Repository(Generic[T]):
         aggregate: type[T],
         session: Session | Connection,
         *,
-        store: EventStore | None = None,
+        store: EventStoreProtocol | None = None,
         snapshots: SnapshotStore | None = None,
     ) -> None:
         if not (isinstance(aggregate, type) and issubclass(aggregate, Aggregate)):

@@ -2,6 +2,7 @@
 
 from cqrs.store.event_store import EventStore, StreamInfo, connection_of
 from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, ExpectedVersion
+from cqrs.store.interface import EventStoreProtocol
 
 __all__ = [
     "ANY",
@@ -9,6 +10,7 @@ __all__ = [
     "STREAM_EXISTS",
     "AppendResult",
     "EventStore",
+    "EventStoreProtocol",
     "ExpectedVersion",
     "StreamInfo",
     "connection_of",

@@ -13,47 +13,28 @@ the service writes commit together or not at all.
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, Row, TextualSelect
+from sqlalchemy import Connection, TextualSelect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cqrs import errors
 from cqrs.config import Settings
 from cqrs.events.codec import EventCodec
-from cqrs.events.ids import uuid7
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
-from cqrs.store import driver, horizon, sql
+from cqrs.store import driver, horizon, sql, validation
+from cqrs.store.encoding import EncodedBatch, encode_batch
 from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, Expected, holds
+from cqrs.store.expected import check as check_expected
+from cqrs.store.rows import decode_row
 
 Executor = Session | Connection
-_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
-def _loads(text: str) -> Any:
-    """Parse a JSON text PostgreSQL printed (valid, no surrounding blanks).
-
-    ``json.loads`` checks for blanks around the document with two regular
-    expressions; the scanner alone is half the cost, and an empty object
-    (most events' metadata) skips it.
-    """
-    if text == "{}":
-        return {}
-    try:
-        value, end = _scan_json(text, 0)
-    except StopIteration:
-        return json.loads(text)  # raises JSONDecodeError with the position
-    return value if end == len(text) else json.loads(text)
-
-
-INT32_MAX = 2**31 - 1
 
 
 @attrs.frozen
@@ -115,8 +96,8 @@ class EventStore:
         own metadata (correlation and causation ids go here).
         """
         self.check_stream_id(stream_id)
-        expected = self._check_expected(expected_version)
-        batch = self._encode(events, metadata)
+        expected = check_expected(expected_version)
+        batch = encode_batch(self.codec, self.settings, events, metadata)
         conn = connection_of(executor)
         if not batch.ids:
             return self._empty_append(conn, stream_id, expected)
@@ -140,7 +121,7 @@ class EventStore:
             mode = "exact"
         statement = self._append_statement(mode, batch, params)
         try:
-            rows = driver.rows(conn, statement, params)
+            returned = driver.rows(conn, statement, params)
         except DBAPIError as exc:
             state = getattr(exc.orig, "sqlstate", None)
             if state == "23514" and "partition" in str(exc.orig):
@@ -148,21 +129,21 @@ class EventStore:
             if state in ("40001", "40P01"):
                 raise errors.TransactionConflict(stream_id, expected, state) from exc
             raise
-        if not rows:
+        if not returned:
             raise self._append_refused(conn, stream_id, expected)
-        rows = sorted(rows, key=lambda r: r[2])
+        returned = sorted(returned, key=lambda r: r[2])
         recorded = tuple(
             RecordedEvent(
                 event_id, stream_id, stype, version, Position(int(xid), gpos), batch.types[i],
                 batch.schema_versions[i], batch.events[i], batch.metadata[i], at,
             )
-            for i, (gpos, xid, version, event_id, at, stype) in enumerate(rows)
+            for i, (gpos, xid, version, event_id, at, stype) in enumerate(returned)
         )  # fmt: skip
         last = recorded[-1]
-        return AppendResult(stream_id, last.version, last.position, len(rows), recorded)
+        return AppendResult(stream_id, last.version, last.position, len(returned), recorded)
 
     @staticmethod
-    def _append_statement(mode: str, batch: _Batch, params: dict[str, Any]) -> TextualSelect:
+    def _append_statement(mode: str, batch: EncodedBatch, params: dict[str, Any]) -> TextualSelect:
         """The append statement for ``mode`` and the batch's shape; fills in its parameters."""
         if len(batch.ids) == 1:
             params.update(
@@ -209,7 +190,7 @@ class EventStore:
         params = {
             "sid": stream_id,
             "lo": from_version,
-            "hi": INT32_MAX if to_version is None else to_version,
+            "hi": validation.INT32_MAX if to_version is None else to_version,
         }
         rows = driver.rows(conn, sql.READ_STREAM, params)
         if not rows and self.stream_info(conn, stream_id) is None:
@@ -255,87 +236,15 @@ class EventStore:
         """
         return horizon.horizon(connection_of(executor))
 
-    def decode(self, row: Row[Any] | tuple[Any, ...]) -> RecordedEvent[Event]:
-        """Turn a row of the SQL in ``cqrs.store.sql`` into a ``RecordedEvent``."""
-        values: Any = row  # a Row unpacks like a tuple; no copy on the read path
-        (event_id, stream_id, stream_type, version, xid, gpos, etype, sv, data, meta, at) = values
-        # Payloads are selected as text (see sql.EVENT_COLUMNS): json.loads on a str
-        # costs a fraction of psycopg's jsonb loader on bytes.
-        if type(data) is str:
-            data = _loads(data)
-        if type(meta) is str:
-            meta = _loads(meta)
-        event = self.codec.decode(etype, sv, data, stream_id=stream_id, position=gpos)
-        return RecordedEvent(
-            event_id, stream_id, stream_type, version, Position(int(xid), gpos), etype, sv,
-            event, meta, at,
-        )  # fmt: skip
+    def decode(self, row: Sequence[Any]) -> RecordedEvent[Event]:
+        """Turn a row selected as :class:`~cqrs.store.rows.EventRow` into a ``RecordedEvent``."""
+        return decode_row(self.codec, row)
 
     # -- input checks --------------------------------------------------------
 
     def check_stream_id(self, stream_id: object) -> None:
         """Raise :class:`~cqrs.errors.InvalidStreamId` unless ``stream_id`` is usable."""
-        if not isinstance(stream_id, str):
-            raise errors.InvalidStreamId(stream_id, f"is a {type(stream_id).__name__}, not a str")
-        if not stream_id.strip():
-            raise errors.InvalidStreamId(stream_id, "is empty")
-        if len(stream_id) > self.settings.max_id_length:
-            raise errors.InvalidStreamId(
-                stream_id[:40] + "...",
-                f"is {len(stream_id)} characters, over {self.settings.max_id_length}",
-            )
-        if "\x00" in stream_id:
-            raise errors.InvalidStreamId(stream_id, "contains a NUL character")
-
-    @staticmethod
-    def _check_expected(expected: object) -> Expected:
-        if isinstance(expected, bool) or not isinstance(expected, (int, type(ANY))):
-            raise errors.InvalidInput(
-                f"expected_version must be an int >= 0 or ANY, NO_STREAM, STREAM_EXISTS; "
-                f"got {expected!r}"
-            )
-        if isinstance(expected, int) and not 0 <= expected <= INT32_MAX:
-            raise errors.InvalidInput(f"expected_version must be >= 0, got {expected}")
-        return expected
-
-    def _encode(
-        self, events: Sequence[Event | NewEvent[Event]], metadata: Mapping[str, Any] | None
-    ) -> _Batch:
-        if isinstance(events, (Event, NewEvent)):
-            raise errors.InvalidInput("append takes a list of events; wrap a single event in [ ]")
-        batch = _Batch()
-        shared = dict(metadata or {})
-        limit = self.settings.max_payload_bytes
-        for item in events:
-            if isinstance(item, NewEvent):
-                event, event_id, own = item.event, item.event_id, item.metadata
-                batch.explicit_ids = True
-                if not isinstance(event_id, uuid.UUID):
-                    raise errors.InvalidInput(
-                        f"NewEvent.event_id must be a uuid.UUID, got {event_id!r}; leave it out "
-                        "for a fresh UUIDv7 or pass uuid.UUID(text)"
-                    )
-            elif isinstance(item, Event):
-                event, event_id, own = item, uuid7(), {}
-            else:
-                raise errors.InvalidInput(
-                    f"append got {item!r}; pass instances of @event classes or NewEvent"
-                )
-            name, version, data = self.codec.encode(event)
-            meta = self.codec.encode_metadata({**shared, **own}) if (shared or own) else "{}"
-            size = len(data.encode()) + len(meta.encode())
-            if size > limit:
-                raise errors.PayloadTooLarge(name, size, limit)
-            batch.events.append(event)
-            batch.metadata.append({**shared, **own})
-            batch.ids.append(event_id)
-            batch.types.append(name)
-            batch.schema_versions.append(version)
-            batch.datas.append(data)
-            batch.metas.append(meta)
-        if len(set(batch.ids)) != len(batch.ids):
-            raise errors.InvalidInput("the same event id appears twice in one append")
-        return batch
+        validation.check_stream_id(stream_id, self.settings)
 
     # -- slow paths ----------------------------------------------------------
 
@@ -371,15 +280,3 @@ class EventStore:
         if not holds(expected, actual):
             raise self._append_refused(conn, stream_id, expected)
         return AppendResult(stream_id, actual or 0, self.head(conn), 0)
-
-
-@attrs.define
-class _Batch:
-    ids: list[uuid.UUID] = attrs.Factory(list)
-    events: list[Event] = attrs.Factory(list)
-    metadata: list[dict[str, Any]] = attrs.Factory(list)
-    types: list[str] = attrs.Factory(list)
-    schema_versions: list[int] = attrs.Factory(list)
-    datas: list[str] = attrs.Factory(list)
-    metas: list[str] = attrs.Factory(list)
-    explicit_ids: bool = False

@@ -6,7 +6,9 @@ import enum
 
 import attrs
 
+from cqrs import errors
 from cqrs.events.model import Event, Position, RecordedEvent
+from cqrs.store.validation import INT32_MAX
 
 
 class ExpectedVersion(enum.Enum):
@@ -43,6 +45,22 @@ def holds(expected: Expected, actual: int | None) -> bool:
         or ((expected is NO_STREAM or expected == 0) and actual is None)
         or (isinstance(expected, int) and expected == actual)
     )
+
+
+def check(expected: object) -> Expected:
+    """``expected`` if it is an expectation a store can test, else :class:`InvalidInput`.
+
+    >>> check(3), check(ANY)
+    (3, <ExpectedVersion.ANY: 'any'>)
+    """
+    if isinstance(expected, bool) or not isinstance(expected, (int, ExpectedVersion)):
+        raise errors.InvalidInput(
+            f"expected_version must be an int >= 0 or ANY, NO_STREAM, STREAM_EXISTS; "
+            f"got {expected!r}"
+        )
+    if isinstance(expected, int) and not 0 <= expected <= INT32_MAX:
+        raise errors.InvalidInput(f"expected_version must be >= 0, got {expected}")
+    return expected
 
 
 @attrs.frozen

@@ -3,18 +3,21 @@ prepares each once per connection)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import TextClause, TextualSelect, column, text
 
+from cqrs.store import rows
 from cqrs.store.horizon import READ_HORIZON
 
 
-def _rows(statement: TextClause, names: str) -> TextualSelect:
+def _named(statement: TextClause, names: Sequence[str]) -> TextualSelect:
     """``statement`` with its result columns named, untyped (values come as psycopg gives them).
 
     SQLAlchemy then keeps the result metadata with the cached compiled form
     instead of rebuilding it from the cursor on every call.
     """
-    return statement.columns(*(column(name.strip()) for name in names.split(",")))
+    return statement.columns(*(column(name) for name in names))
 
 
 _INSERT_EVENTS = """
@@ -24,7 +27,7 @@ INSERT INTO events (event_id, stream_id, stream_type, version, event_type,
 _RETURNING = """
 RETURNING global_position, transaction_id::text AS xid, version, event_id, recorded_at, stream_type
 """
-_RETURNED = "global_position, xid, version, event_id, recorded_at, stream_type"
+_RETURNED = ("global_position", "xid", "version", "event_id", "recorded_at", "stream_type")
 
 # Several events: the payloads travel as ONE JSON array text each (:datas,
 # :metas), which psycopg sends as is; a text[] of JSON documents is escaped
@@ -136,10 +139,10 @@ s AS (
 )"""
 )
 
-APPEND_NEW = _rows(text(_NEW_HEAD + _EVENT_ROWS), _RETURNED)
-APPEND_ANY = _rows(text(_ANY_HEAD + _EVENT_ROWS), _RETURNED)
-APPEND_EXACT = _rows(text(_EXACT_HEAD + _EVENT_ROWS), _RETURNED)
-APPEND_EXISTING = _rows(text(_EXISTING_HEAD + _EVENT_ROWS), _RETURNED)
+APPEND_NEW = _named(text(_NEW_HEAD + _EVENT_ROWS), _RETURNED)
+APPEND_ANY = _named(text(_ANY_HEAD + _EVENT_ROWS), _RETURNED)
+APPEND_EXACT = _named(text(_EXACT_HEAD + _EVENT_ROWS), _RETURNED)
+APPEND_EXISTING = _named(text(_EXISTING_HEAD + _EVENT_ROWS), _RETURNED)
 
 _HEADS = {"new": _NEW_HEAD, "any": _ANY_HEAD, "exact": _EXACT_HEAD, "existing": _EXISTING_HEAD}
 
@@ -147,9 +150,9 @@ _HEADS = {"new": _NEW_HEAD, "any": _ANY_HEAD, "exact": _EXACT_HEAD, "existing": 
 # by batch shape: several events, one event, several events over JSON_ARRAY_LIMIT.
 APPEND_MANY = {"new": APPEND_NEW, "any": APPEND_ANY, "exact": APPEND_EXACT,
                "existing": APPEND_EXISTING}  # fmt: skip
-APPEND_ONE = {mode: _rows(text(head + _EVENT_ROW), _RETURNED) for mode, head in _HEADS.items()}
+APPEND_ONE = {mode: _named(text(head + _EVENT_ROW), _RETURNED) for mode, head in _HEADS.items()}
 APPEND_HUGE = {
-    mode: _rows(text(head + _EVENT_ROWS_HUGE), _RETURNED) for mode, head in _HEADS.items()
+    mode: _named(text(head + _EVENT_ROWS_HUGE), _RETURNED) for mode, head in _HEADS.items()
 }
 
 # Characters of JSON above which a batch's payloads go as text[] (_EVENT_ROWS_HUGE).
@@ -176,21 +179,13 @@ FIND_EVENT_IDS = text(
     "                    WHERE stream_id = :sid)"
 )
 
-# data and metadata travel as text and are parsed by EventStore.decode with
-# json.loads(str), several times cheaper per row than psycopg's jsonb loader.
-EVENT_COLUMNS = (
-    "event_id, stream_id, stream_type, version, transaction_id::text AS xid, global_position, "
-    "event_type, schema_version, data::text AS data, metadata::text AS metadata, recorded_at"
-)
-_EVENT_NAMES = (
-    "event_id, stream_id, stream_type, version, xid, global_position, "
-    "event_type, schema_version, data, metadata, recorded_at"
-)
+# Every read of events selects one row shape, owned by cqrs.store.rows.
+EVENT_COLUMNS = rows.select_list("events")
 
 # Partition pruning: no event of a stream is older than the stream row (both
 # stamps are clock_timestamp(); the hour absorbs clock steps), so monthly
 # partitions before the stream's month are skipped at run time.
-READ_STREAM = _rows(
+READ_STREAM = _named(
     text(
         f"SELECT {EVENT_COLUMNS} FROM events "
         "WHERE stream_id = :sid AND version >= :lo AND version <= :hi "
@@ -198,17 +193,17 @@ READ_STREAM = _rows(
         "                    WHERE stream_id = :sid) "
         "ORDER BY version"
     ),
-    _EVENT_NAMES,
+    rows.FIELDS,
 )
 
 
 # The gap-free cursor: only transactions older than every running one that can
 # write this database (the horizon, cqrs.store.horizon) are visible to the
 # reader, so a later commit can never land behind the cursor.
-# The xid is selected as text under another name (EVENT_COLUMNS) and ORDER BY
+# The xid is selected as text under another name (cqrs.store.rows) and ORDER BY
 # names the table's column: ORDER BY a bare name binds to an output column
 # first, and sorting by the text form puts '10000' before '9999' and skips
-# events. Every reader of the log selects EVENT_COLUMNS.
+# events.
 #
 # The horizon filters the page AFTER the LIMIT, not inside it. Both give the
 # same rows: every event at or above the horizon sorts after every event below
@@ -219,16 +214,16 @@ READ_STREAM = _rows(
 # events instead of 1 ms in index order (docs/benchmarks.md, "read_all").
 def _read_all_page(filters: str = "") -> TextualSelect:
     """One page of the gap-free log; ``filters`` narrows the rows inside the LIMIT."""
-    return _rows(
+    return _named(
         text(
-            f"SELECT {_EVENT_NAMES} FROM ("
+            f"SELECT {rows.names()} FROM ("
             f"SELECT {EVENT_COLUMNS}, events.transaction_id AS sort_xid FROM events "
             f"WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos){filters} "
             "ORDER BY events.transaction_id, events.global_position LIMIT :lim) page "
             f"WHERE sort_xid < {READ_HORIZON} "
             "ORDER BY sort_xid, global_position"
         ),
-        _EVENT_NAMES,
+        rows.FIELDS,
     )
 
 
