@@ -153,6 +153,9 @@ if _typing.TYPE_CHECKING:
         ExpectedVersion as ExpectedVersion,
     )
     from cqrs.store import (
+        StreamAppend as StreamAppend,
+    )
+    from cqrs.store import (
         StreamInfo as StreamInfo,
     )
 
@@ -202,6 +205,7 @@ _HOMES: dict[str, str] = {
     "ExpectedVersion": "cqrs.store",
     "NO_STREAM": "cqrs.store",
     "STREAM_EXISTS": "cqrs.store",
+    "StreamAppend": "cqrs.store",
     "StreamInfo": "cqrs.store",
 }
 
@@ -238,6 +242,7 @@ __all__ = [
     "RetryOnConflict",
     "Settings",
     "SnapshotIgnored",
+    "StreamAppend",
     "StreamInfo",
     "StreamNotFound",
     "UnitOfWork",

@@ -13,7 +13,8 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
     │   └── PayloadTooLarge           cqrs-payload-size
     ├── ConcurrencyError              cqrs-concurrency
     │   ├── TransactionConflict       cqrs-transaction-conflict
-    │   └── AppendOrderConflict       cqrs-append-order
+    │   ├── AppendOrderConflict       cqrs-append-order
+    │   └── AppendRefused             cqrs-append-refused
     ├── DuplicateEventError           cqrs-duplicate-event
     ├── StreamNotFound                cqrs-stream-not-found
     ├── StreamArchived                cqrs-stream-archived
@@ -189,6 +190,40 @@ class AppendOrderConflict(ConcurrencyError):
         self.actual: int | None = None
         self.transaction_id = transaction_id
         self.last_transaction_id = last_transaction_id
+
+
+class AppendRefused(ConcurrencyError):
+    """A multi-stream append (``EventStore.append_many``) was refused as a whole.
+
+    ``refusals`` maps each refused stream to its own error (``ConcurrencyError``,
+    ``AppendOrderConflict``, ``StreamArchived``); nothing of the call was
+    written. With ``torn``, a stream of the call was created by another
+    transaction after the check: the statement failed and the transaction is
+    aborted. Either way a retry in a fresh transaction sees the streams anew.
+    """
+
+    code = "cqrs-append-refused"
+
+    def __init__(self, refusals: dict[str, CqrsError], *, torn: bool = False) -> None:
+        if torn:
+            what = (
+                "a stream of this append was created by a concurrent transaction after its "
+                "check; nothing was written and the transaction is aborted"
+            )
+        else:
+            what = f"{len(refusals)} streams of this append were refused, nothing was written: " + (
+                "; ".join(err.message for err in refusals.values())
+            )
+        CqrsError.__init__(
+            self,
+            f"{what}; roll back, reload the aggregates and retry the command "
+            "(CommandBus retries this for you)",
+        )
+        self.refusals = refusals
+        self.torn = torn
+        self.stream_id = next(iter(refusals), "")
+        self.expected: object = None
+        self.actual: int | None = None
 
 
 class DuplicateEventError(CqrsError):

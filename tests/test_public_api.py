@@ -50,6 +50,7 @@ PUBLIC = [
     "RetryOnConflict",
     "Settings",
     "SnapshotIgnored",
+    "StreamAppend",
     "StreamInfo",
     "StreamNotFound",
     "UnitOfWork",

@@ -25,6 +25,7 @@ from cqrs.aggregates.snapshots import SnapshotStore
 from cqrs.commands.inline import InlineProjection
 from cqrs.errors import CommandError
 from cqrs.events.model import Event, RecordedEvent
+from cqrs.store.event_store import connection_of
 from cqrs.store.expected import AppendResult
 from cqrs.store.interface import EventStoreProtocol
 
@@ -79,13 +80,23 @@ class UnitOfWork:
         if self._flushed:
             raise CommandError("this unit of work was already flushed; start a new one")
         self._flushed = True
-        results: list[AppendResult] = []
-        for repo in self._repositories.values():
-            for aggregate in repo.touched:
-                result = repo.save(aggregate, metadata=self.metadata)
-                if result is not None:
-                    results.append(result)
-                    self._recorded.extend(result.recorded)
+        touched = [
+            (repo, aggregate)
+            for repo in self._repositories.values()
+            for aggregate in repo.touched
+            if aggregate.pending_events
+        ]
+        appends = [repo.pending_append(aggregate) for repo, aggregate in touched]
+        # One statement for every touched stream, all-or-nothing (EventStore.append_many).
+        results = self.store.append_many(
+            connection_of(self.session),
+            [a for a in appends if a is not None],
+            metadata=self.metadata,
+        )
+        for repo, aggregate in touched:
+            repo.saved(aggregate)
+        for result in results:
+            self._recorded.extend(result.recorded)
         if self._recorded:
             for projection in self.inline_projections:
                 projection.apply_inline(self.session, self._recorded)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 
 from cqrs import errors
-from cqrs.events.model import Event, Position, RecordedEvent
+from cqrs.events.model import Event, NewEvent, Position, RecordedEvent
 from cqrs.store.validation import INT32_MAX
 
 
@@ -79,3 +81,22 @@ class AppendResult:
     position: Position
     appended: int
     recorded: tuple[RecordedEvent[Event], ...] = ()
+
+
+@attrs.frozen
+class StreamAppend:
+    """One stream's part of :meth:`EventStore.append_many <cqrs.store.EventStore.append_many>`.
+
+    The same arguments as ``append``, for one stream: its events, the version
+    it expects, its type (default: the id's category) and metadata merged
+    into each of its events (after the call's shared metadata).
+
+    >>> StreamAppend("order-1", [], expected_version=3).expected_version
+    3
+    """
+
+    stream_id: str
+    events: Sequence[Event | NewEvent[Event]]
+    expected_version: Expected = ANY
+    stream_type: str | None = None
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)

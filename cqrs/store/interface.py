@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from cqrs.config import Settings
 from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
-from cqrs.store.expected import ANY, AppendResult, Expected
+from cqrs.store.expected import ANY, AppendResult, Expected, StreamAppend
 
 if TYPE_CHECKING:
     from cqrs.store.event_store import StreamInfo
@@ -48,6 +48,16 @@ class EventStoreProtocol(Protocol):
         metadata: Mapping[str, Any] | None = None,
     ) -> AppendResult:
         """Append ``events`` to ``stream_id``: all of them or none."""
+        ...
+
+    def append_many(
+        self,
+        executor: Any,
+        appends: Sequence[StreamAppend],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[AppendResult]:
+        """Append to several streams: every expectation checked first, then all or none."""
         ...
 
     def archive(self, executor: Any, stream_id: str, *, archived: bool = True) -> None:

@@ -238,3 +238,94 @@ HEAD = text(
 SET_ARCHIVED = text(
     "UPDATE streams SET archived = :archived WHERE stream_id = :sid RETURNING stream_id"
 )
+
+
+# Many streams in one statement (EventStore.append_many): every stream's
+# expectation is checked BEFORE anything is written, so a refused call writes
+# nothing and leaves the transaction usable, like a refused single append.
+#
+# * ``lk``: as above, but a first write takes the advisory locks of every
+#   stream of the call, in key order (two calls over the same streams cannot
+#   deadlock), and only then its id.
+# * ``cur`` locks the existing stream rows (in stream_id order, for the same
+#   reason) and so sees their latest committed version; ``chk`` tests each
+#   stream's expectation and ``last_xid`` against it (COALESCE: a missing row
+#   fails an exact or exists check instead of being ignored by bool_and).
+# * ``created``/``moved`` write the stream heads only when every check held;
+#   the events follow in input order (ORDER BY ord), so within each stream
+#   log order is version order.
+# * A stream created by a concurrent transaction after the check (not locked:
+#   it did not exist) makes ``created`` skip it; ``torn`` then fails the whole
+#   statement (a cast error, 22P02, 'cqrs-torn-append'), so nothing is written.
+#   The cast takes a sub-select: a constant would be folded, and fail, at plan
+#   time whatever the condition.
+APPEND_STREAMS = _named(
+    text("""
+WITH lk AS (
+    SELECT pg_current_xact_id() AS xid FROM (
+        SELECT CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN (
+            SELECT count(pg_advisory_xact_lock(k)) FROM (
+                SELECT DISTINCT hashtextextended(sid, 7) AS k
+                FROM unnest(CAST(:sids AS text[])) AS sid ORDER BY 1) keys) END OFFSET 0) first
+),
+i AS (
+    SELECT * FROM unnest(CAST(:sids AS text[]), CAST(:stypes AS text[]), CAST(:ns AS int[]),
+                         CAST(:expecteds AS int[]), CAST(:modes AS text[]))
+        AS i(sid, stype, n, expected, mode)
+),
+cur AS (
+    SELECT stream_id, version, archived, last_xid FROM streams
+    WHERE stream_id = ANY(CAST(:sids AS text[])) AND (SELECT xid FROM lk) IS NOT NULL
+    ORDER BY stream_id FOR UPDATE
+),
+chk AS (
+    SELECT coalesce(bool_and(coalesce(CASE i.mode
+        WHEN 'new' THEN c.stream_id IS NULL
+        WHEN 'any' THEN c.stream_id IS NULL
+                        OR (NOT c.archived AND c.last_xid <= (SELECT xid FROM lk))
+        WHEN 'exact' THEN c.version = i.expected AND NOT c.archived
+                          AND c.last_xid <= (SELECT xid FROM lk)
+        ELSE NOT c.archived AND c.last_xid <= (SELECT xid FROM lk) END, false)), false) AS ok
+    FROM i LEFT JOIN cur c ON c.stream_id = i.sid
+),
+created AS (
+    INSERT INTO streams (stream_id, stream_type, version, last_xid)
+    SELECT i.sid, i.stype, i.n, (SELECT xid FROM lk) FROM i
+    WHERE (SELECT ok FROM chk) AND i.sid NOT IN (SELECT stream_id FROM cur)
+    ON CONFLICT (stream_id) DO NOTHING
+    RETURNING stream_id, version, stream_type
+),
+moved AS (
+    UPDATE streams s SET version = s.version + i.n, last_xid = (SELECT xid FROM lk)
+    FROM i WHERE s.stream_id = i.sid AND (SELECT ok FROM chk)
+      AND s.stream_id IN (SELECT stream_id FROM cur)
+    RETURNING s.stream_id, s.version, s.stream_type
+),
+heads AS (SELECT * FROM created UNION ALL SELECT * FROM moved),
+ev AS (
+    INSERT INTO events (event_id, stream_id, stream_type, version, event_type,
+                        schema_version, data, metadata)
+    SELECT e.id, e.sid, h.stream_type, h.version - i.n + e.k, e.type, e.sv, e.data, e.meta
+    FROM ROWS FROM (unnest(CAST(:ids AS uuid[])), unnest(CAST(:esids AS text[])),
+                    unnest(CAST(:ks AS int[])), unnest(CAST(:types AS text[])),
+                    unnest(CAST(:svs AS int[])), jsonb_array_elements(CAST(:datas AS jsonb)),
+                    jsonb_array_elements(CAST(:metas AS jsonb)))
+            WITH ORDINALITY AS e(id, sid, k, type, sv, data, meta, ord)
+    JOIN heads h ON h.stream_id = e.sid JOIN i ON i.sid = e.sid
+    ORDER BY e.ord
+    RETURNING global_position, transaction_id::text AS xid, version, event_id, recorded_at,
+              stream_type, stream_id
+)
+SELECT ev.global_position, ev.xid, ev.version, ev.event_id, ev.recorded_at, ev.stream_type,
+       ev.stream_id,
+       CASE WHEN (SELECT count(*) FROM heads) < (SELECT count(*) FROM i)
+            THEN CAST('cqrs-torn-append ' || (SELECT count(*) FROM heads) AS int) END AS torn
+FROM ev"""),
+    (*_RETURNED, "stream_id", "torn"),
+)
+
+# Why a multi-stream append wrote nothing: each stream as committed.
+REFUSALS = text(
+    "SELECT stream_id, version, archived, last_xid > pg_current_xact_id(), last_xid::text, "
+    "pg_current_xact_id()::text FROM streams WHERE stream_id = ANY(CAST(:sids AS text[]))"
+)

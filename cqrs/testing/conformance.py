@@ -35,7 +35,7 @@ from cqrs.config import Settings
 from cqrs.events.model import START, Event, NewEvent, Position
 from cqrs.events.registry import EventRegistry, event
 from cqrs.store.event_store import EventStore
-from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
+from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, StreamAppend
 from cqrs.store.horizon import HORIZON
 from cqrs.store.interface import EventStoreProtocol
 from cqrs.testing.memory import InMemoryEventStore, MemoryLog
@@ -263,6 +263,70 @@ class EventStoreConformance:
         assert read == list(result.recorded)
         assert read[1].event == Deposited(Decimal("1.50"))
         assert {e.stream_type for e in read} == {"acct"}
+
+    # -- appending to many streams ------------------------------------------------
+
+    def test_append_many_writes_every_stream(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
+        self.append(h, store, "acct-3", _opened())
+        with h.transaction() as tx:
+            results = store.append_many(
+                tx,
+                [
+                    StreamAppend("acct-1", _opened(2), expected_version=NO_STREAM),
+                    StreamAppend("acct-2", [], expected_version=NO_STREAM),
+                    StreamAppend("acct-3", [Deposited(Decimal(1))], expected_version=1),
+                ],
+                metadata={"correlation_id": "c"},
+            )
+        assert [(r.stream_id, r.version, r.appended) for r in results] == [
+            ("acct-1", 2, 2),
+            ("acct-2", 0, 0),
+            ("acct-3", 2, 1),
+        ]
+        assert self.versions(h, store, "acct-1") == [1, 2]
+        assert self.versions(h, store, "acct-3") == [1, 2]
+        with h.transaction() as tx:
+            assert store.stream_info(tx, "acct-2") is None
+            assert store.read_stream(tx, "acct-3")[1].metadata == {"correlation_id": "c"}
+
+    def test_append_many_refuses_all_or_nothing(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
+        self.append(h, store, "acct-1", _opened())
+        self.append(h, store, "acct-2", _opened())
+        with pytest.raises(errors.ConcurrencyError) as one, h.transaction() as tx:
+            store.append_many(
+                tx,
+                [
+                    StreamAppend("acct-9", _opened(), expected_version=NO_STREAM),
+                    StreamAppend("acct-1", _opened(), expected_version=3),
+                ],
+            )
+        assert (one.value.stream_id, one.value.actual) == ("acct-1", 1)
+        with pytest.raises(errors.AppendRefused) as many, h.transaction() as tx:
+            store.append_many(
+                tx,
+                [
+                    StreamAppend("acct-1", _opened(), expected_version=NO_STREAM),
+                    StreamAppend("acct-2", _opened(), expected_version=5),
+                    StreamAppend("acct-9", _opened(), expected_version=NO_STREAM),
+                ],
+            )
+        assert sorted(many.value.refusals) == ["acct-1", "acct-2"]
+        assert self.versions(h, store, "acct-1") == [1]
+        assert self.versions(h, store, "acct-2") == [1]
+        with h.transaction() as tx:
+            assert store.stream_info(tx, "acct-9") is None
+
+    def test_append_many_refuses_the_same_stream_twice(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
+        with pytest.raises(errors.InvalidInput, match="appears twice"), h.transaction() as tx:
+            store.append_many(
+                tx, [StreamAppend("acct-1", _opened()), StreamAppend("acct-1", _opened())]
+            )
 
     @pytest.mark.parametrize("expected", [ANY, NO_STREAM, 0])
     def test_new_stream_expectations_that_hold(

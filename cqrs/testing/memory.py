@@ -36,7 +36,7 @@ from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
 from cqrs.store.encoding import encode_batch
 from cqrs.store.event_store import StreamInfo, default_stream_type
-from cqrs.store.expected import ANY, AppendResult, Expected, holds
+from cqrs.store.expected import ANY, AppendResult, Expected, StreamAppend, holds
 from cqrs.store.expected import check as check_expected
 from cqrs.store.rows import EventRow, decode_row
 from cqrs.store.validation import check_stream_id
@@ -214,6 +214,57 @@ class InMemoryEventStore:
             return AppendResult(
                 stream_id, last.version, last.position, len(batch.ids), tuple(recorded)
             )
+
+        return self._run(executor, run)
+
+    def append_many(
+        self,
+        executor: Any,
+        appends: Sequence[StreamAppend],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[AppendResult]:
+        """Same contract as :meth:`EventStore.append_many`: every check first, then all."""
+        if isinstance(appends, StreamAppend):
+            raise errors.InvalidInput("append_many takes a list of StreamAppend; wrap it in [ ]")
+        items = list(appends)
+        seen: set[str] = set()
+        for item in items:
+            if not isinstance(item, StreamAppend):
+                raise errors.InvalidInput(
+                    f"append_many got {item!r}; pass cqrs.store.StreamAppend(stream_id, events)"
+                )
+            if item.stream_id in seen:
+                raise errors.InvalidInput(
+                    f"stream {item.stream_id!r} appears twice in one append_many; "
+                    "put all its events in one StreamAppend"
+                )
+            seen.add(item.stream_id)
+            self.check_stream_id(item.stream_id)
+            check_expected(item.expected_version)
+            encode_batch(self.codec, self.settings, item.events, metadata)  # refuse bad input
+
+        def run(tx: MemoryTransaction) -> list[AppendResult]:
+            refusals: dict[str, errors.CqrsError] = {}
+            for item in items:
+                info = tx.log.streams.get(item.stream_id)
+                actual = None if info is None else info.version
+                if not holds(item.expected_version, actual) or (
+                    info is not None and info.archived and item.events
+                ):
+                    refusals[item.stream_id] = _refused(item.stream_id, item.expected_version, info)
+            if len(refusals) == 1:
+                raise next(iter(refusals.values()))
+            if refusals:
+                raise errors.AppendRefused(refusals)
+            shared = dict(metadata or {})
+            return [
+                self.append(
+                    tx, item.stream_id, item.events, expected_version=item.expected_version,
+                    stream_type=item.stream_type, metadata={**shared, **item.metadata},
+                )
+                for item in items
+            ]  # fmt: skip
 
         return self._run(executor, run)
 
