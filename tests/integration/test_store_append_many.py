@@ -374,3 +374,56 @@ def test_a_stale_aggregate_refuses_the_whole_unit_of_work(log_engine: Engine) ->
         assert err.value.stream_id == "acct-b2"
     assert _versions(log_engine) == {"acct-b1": [1], "acct-b2": [1, 2]}
     assert bus is not None
+
+
+# -- bulk imports through COPY --------------------------------------------------
+
+
+def test_import_streams_copies_new_streams_in_order(
+    log_engine: Engine, store: EventStore, recorded: list[str]
+) -> None:
+    streams = [
+        StreamAppend(f"imp-{n}", [Noted(f"{n}.{k}") for k in range(1, 4)], metadata={"src": n})
+        for n in range(200)
+    ]
+    with Session(log_engine) as session, session.begin():
+        session.execute(text("SELECT 1"))
+        assert store.import_streams(session, streams) == 600
+    assert recorded == []  # no INSERT INTO events: COPY
+    found = _versions(log_engine)
+    assert len(found) == 200 and all(v == [1, 2, 3] for v in found.values())
+    with Session(log_engine) as session:
+        events = store.read_stream(session, "imp-7")
+        assert [e.event for e in events] == [Noted("7.1"), Noted("7.2"), Noted("7.3")]
+        assert events[0].metadata == {"src": 7}
+        info = store.stream_info(session, "imp-7")
+        assert info is not None and info.version == 3
+        # the imported streams take appends like any other
+        assert store.append(session, "imp-7", [Noted("next")], expected_version=3).version == 4
+        read = store.read_all(session, after=START, limit=1000)
+    positions = [e.position for e in read]
+    assert positions == sorted(positions)
+    assert [e.event.text for e in read[:4]] == ["0.1", "0.2", "0.3", "1.1"]
+
+
+def test_import_streams_refuses_existing_streams_and_writes_nothing(
+    log_engine: Engine, store: EventStore
+) -> None:
+    with Session(log_engine) as session, session.begin():
+        store.append(session, "imp-1", [Noted("there")])
+        store.append(session, "imp-2", [Noted("there")])
+    with Session(log_engine) as session, session.begin():
+        with pytest.raises(AppendRefused) as err:
+            store.import_streams(
+                session,
+                [StreamAppend(f"imp-{n}", [Noted("new")]) for n in range(4)],
+            )
+        assert sorted(err.value.refusals) == ["imp-1", "imp-2"]
+        with pytest.raises(ConcurrencyError) as one:
+            store.import_streams(session, [StreamAppend("imp-1", [Noted("new")])])
+        assert one.value.actual == 1
+        with pytest.raises(InvalidInput, match="new streams only"):
+            store.import_streams(session, [StreamAppend("imp-9", [Noted("x")], expected_version=2)])
+        store.append(session, "imp-8", [Noted("the transaction goes on")])
+    assert _count(log_engine, "SELECT count(*) FROM streams") == 3
+    assert _count(log_engine, "SELECT count(*) FROM events") == 3
