@@ -37,6 +37,7 @@ from cqrs.store.expected import (
     AppendResult,
     Expected,
     StreamAppend,
+    check_appends,
     holds,
 )
 from cqrs.store.expected import check as check_expected
@@ -130,7 +131,7 @@ class EventStore:
                 StreamAppend("stock-7", [StockReserved(...)], expected_version=12),
             ])
         """
-        items = self._check_appends(appends)
+        items = check_appends(appends, "append_many")
         for item in items:
             self.check_stream_id(item.stream_id)
         shared = dict(metadata or {})
@@ -194,11 +195,9 @@ class EventStore:
                 StreamAppend(f"order-{n}", events_of(n)) for n in range(10_000)
             ])
         """
-        if isinstance(appends, StreamAppend):
-            raise errors.InvalidInput("import_streams takes a list of StreamAppend; wrap it in [ ]")
-        items = list(appends)
+        items = check_appends(appends, "import_streams")
         for item in items:
-            self.check_stream_id(getattr(item, "stream_id", None))
+            self.check_stream_id(item.stream_id)
         return bulk.import_streams(
             connection_of(executor), self.codec, self.settings, items, default_stream_type
         )
@@ -242,25 +241,6 @@ class EventStore:
         if state in ("40001", "40P01"):
             return errors.TransactionConflict(stream_id, expected, state)
         return exc
-
-    @staticmethod
-    def _check_appends(appends: Sequence[StreamAppend]) -> list[StreamAppend]:
-        if isinstance(appends, StreamAppend):
-            raise errors.InvalidInput("append_many takes a list of StreamAppend; wrap it in [ ]")
-        items = list(appends)
-        seen: set[str] = set()
-        for item in items:
-            if not isinstance(item, StreamAppend):
-                raise errors.InvalidInput(
-                    f"append_many got {item!r}; pass cqrs.store.StreamAppend(stream_id, events)"
-                )
-            if item.stream_id in seen:
-                raise errors.InvalidInput(
-                    f"stream {item.stream_id!r} appears twice in one append_many; "
-                    "put all its events in one StreamAppend"
-                )
-            seen.add(item.stream_id)
-        return items
 
     @staticmethod
     def _append_statement(mode: str, batch: EncodedBatch, params: dict[str, Any]) -> TextualSelect:

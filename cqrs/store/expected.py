@@ -100,3 +100,26 @@ class StreamAppend:
     expected_version: Expected = ANY
     stream_type: str | None = None
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def check_appends(appends: object, caller: str) -> list[StreamAppend]:
+    """``appends`` as a list of :class:`StreamAppend`, each stream once, else ``InvalidInput``.
+
+    >>> check_appends([StreamAppend("a-1", [])], "append_many")[0].stream_id
+    'a-1'
+    """
+    if isinstance(appends, StreamAppend) or not isinstance(appends, Sequence):
+        raise errors.InvalidInput(f"{caller} takes a list of StreamAppend; wrap it in [ ]")
+    seen: set[object] = set()
+    for item in appends:
+        if not isinstance(item, StreamAppend):
+            raise errors.InvalidInput(
+                f"{caller} got {item!r}; pass cqrs.store.StreamAppend(stream_id, events)"
+            )
+        if item.stream_id in seen:
+            raise errors.InvalidInput(
+                f"stream {item.stream_id!r} appears twice in one {caller}; "
+                "put all its events in one StreamAppend"
+            )
+        seen.add(item.stream_id)
+    return list(appends)

@@ -36,7 +36,7 @@ from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
 from cqrs.store.encoding import encode_batch
 from cqrs.store.event_store import StreamInfo, default_stream_type
-from cqrs.store.expected import ANY, AppendResult, Expected, StreamAppend, holds
+from cqrs.store.expected import ANY, AppendResult, Expected, StreamAppend, check_appends, holds
 from cqrs.store.expected import check as check_expected
 from cqrs.store.rows import EventRow, decode_row
 from cqrs.store.validation import check_stream_id
@@ -225,21 +225,8 @@ class InMemoryEventStore:
         metadata: Mapping[str, Any] | None = None,
     ) -> list[AppendResult]:
         """Same contract as :meth:`EventStore.append_many`: every check first, then all."""
-        if isinstance(appends, StreamAppend):
-            raise errors.InvalidInput("append_many takes a list of StreamAppend; wrap it in [ ]")
-        items = list(appends)
-        seen: set[str] = set()
+        items = check_appends(appends, "append_many")
         for item in items:
-            if not isinstance(item, StreamAppend):
-                raise errors.InvalidInput(
-                    f"append_many got {item!r}; pass cqrs.store.StreamAppend(stream_id, events)"
-                )
-            if item.stream_id in seen:
-                raise errors.InvalidInput(
-                    f"stream {item.stream_id!r} appears twice in one append_many; "
-                    "put all its events in one StreamAppend"
-                )
-            seen.add(item.stream_id)
             self.check_stream_id(item.stream_id)
             check_expected(item.expected_version)
             encode_batch(self.codec, self.settings, item.events, metadata)  # refuse bad input
