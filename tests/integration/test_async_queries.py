@@ -14,7 +14,12 @@ import pytest_asyncio
 from commands_domain import OrderPlaced, OrderShipped, PlaceOrder, ShipOrder, make_bus, schema_of
 from sqlalchemy import Connection, Engine, MetaData, String, func, select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from cqrs import (
@@ -172,6 +177,19 @@ async def test_the_wait_times_out(async_engine: AsyncEngine, cqrs_engine: Engine
         await asyncio.to_thread(catch_up, cqrs_engine)
         await wait_for_async(conn, "aq_order_view", token, timeout=30)
     await wait_for_async(async_engine, view, token)
+
+
+@pytest.mark.asyncio
+async def test_a_sessionmaker_bound_to_a_connection_waits_on_it(
+    async_engine: AsyncEngine, cqrs_engine: Engine
+) -> None:
+    token = await place(async_engine, "o-1")
+    async with async_engine.connect() as conn:
+        queries = AsyncQueryBus(async_sessionmaker(bind=conn), handlers=handlers)
+        with pytest.raises(ReadModelTimeout):
+            await queries.ask(OrderStatus("o-1"), after=token, wait_for=view, timeout=0.1)
+        await asyncio.to_thread(catch_up, cqrs_engine)
+        assert await queries.ask(OrderStatus("o-1"), after=token, wait_for=view) == "placed"
 
 
 @pytest.mark.asyncio
