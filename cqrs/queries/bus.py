@@ -17,6 +17,9 @@ first (read-your-writes)::
         return list(session.scalars(select(OrderSummary.order_id).where(...)))
 
     ids = queries.ask(OrdersOfCustomer("c-1"), after=token, wait_for=summary)
+
+Handlers declared on a ``QueryHandlers`` registry serve this bus and an
+``AsyncQueryBus`` alike (``handlers=``; ``cqrs.queries.handlers``).
 """
 
 from __future__ import annotations

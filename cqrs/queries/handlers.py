@@ -85,9 +85,6 @@ class QueryHandlers:
             raise QueryHandlerNotFound(query_type.__name__)
         return handler
 
-    def __contains__(self, query_type: object) -> bool:
-        return query_type in self._handlers
-
 
 def is_async(handler: AnyHandler) -> bool:
     """Whether ``handler`` is an ``async def`` (it takes an ``AsyncSession``)."""

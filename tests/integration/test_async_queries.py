@@ -34,7 +34,13 @@ from cqrs import (
     wait_for_async,
 )
 from cqrs.commands.asyncio import execute_async
-from cqrs.errors import AsyncBindError, ConfigurationError, QueryError, ReadModelTimeout
+from cqrs.errors import (
+    AsyncBindError,
+    ConfigurationError,
+    QueryError,
+    QueryHandlerNotFound,
+    ReadModelTimeout,
+)
 from cqrs.projections import list_dead_letters, projection_status, rebuild
 
 
@@ -212,6 +218,8 @@ async def test_one_registry_serves_both_buses(
         sync_bus.ask(OrderCount())  # an async def handler has no sync session to run on
 
     own = AsyncQueryBus(async_engine)  # a bus with its own registry, filled through it
+    with pytest.raises(QueryHandlerNotFound, match="OrderStatus"):
+        await own.ask(OrderStatus("o-1"))
     own.handles(OrderStatus)(order_status)
     assert await own.ask(OrderStatus("o-1")) == "placed"
     with pytest.raises(QueryError, match="already has a handler"):
