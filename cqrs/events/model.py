@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, dataclass_transform
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, dataclass_transform
 
 import attrs
 
@@ -34,10 +34,17 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class Event:
-    """Base class of domain events. Subclasses are declared with :func:`event`."""
+    """Base class of domain events. Subclasses are declared with :func:`event`.
+
+    ``extra_fields`` says what decoding does with stored fields the class does
+    not declare: ``"forbid"`` (an ``EventDecodeError``), ``"ignore"`` (dropped),
+    or ``None`` for the codec's default (``"forbid"`` unless the ``EventCodec``
+    was built with ``extra_fields="ignore"``). See docs/guides/events.md.
+    """
 
     event_type: ClassVar[str]
     schema_version: ClassVar[int] = 1
+    extra_fields: ClassVar[Literal["forbid", "ignore"] | None] = None
 
 
 E = TypeVar("E", bound=Event)

@@ -259,16 +259,29 @@ class EventStore:
         """Turn a row of the SQL in ``cqrs.store.sql`` into a ``RecordedEvent``."""
         values: Any = row  # a Row unpacks like a tuple; no copy on the read path
         (event_id, stream_id, stream_type, version, xid, gpos, etype, sv, data, meta, at) = values
+        position = Position(int(xid), gpos)
         # Payloads are selected as text (see sql.EVENT_COLUMNS): json.loads on a str
         # costs a fraction of psycopg's jsonb loader on bytes.
-        if type(data) is str:
-            data = _loads(data)
-        if type(meta) is str:
-            meta = _loads(meta)
-        event = self.codec.decode(etype, sv, data, stream_id=stream_id, position=gpos)
+        try:
+            if type(data) is str:
+                data = _loads(data)
+            if type(meta) is str:
+                meta = _loads(meta)
+        except (ValueError, RecursionError) as exc:  # numbers too long, nesting too deep
+            raise self.codec.unreadable(
+                etype, f"its JSON does not parse here ({type(exc).__name__}: {exc})",
+                stream_id=stream_id, version=version, position=position,
+            ) from None  # fmt: skip
+        if type(meta) is not dict:
+            raise self.codec.unreadable(
+                etype, "its metadata is not a JSON object",
+                stream_id=stream_id, version=version, position=position,
+            )  # fmt: skip
+        event = self.codec.decode(
+            etype, sv, data, stream_id=stream_id, position=position, version=version
+        )
         return RecordedEvent(
-            event_id, stream_id, stream_type, version, Position(int(xid), gpos), etype, sv,
-            event, meta, at,
+            event_id, stream_id, stream_type, version, position, etype, sv, event, meta, at,
         )  # fmt: skip
 
     # -- input checks --------------------------------------------------------

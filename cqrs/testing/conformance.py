@@ -608,7 +608,7 @@ class EventStoreConformance:
                 read(tx)
             err = info.value
             assert (err.event_type, err.stream_id) == ("conformance.secret", "s-1")
-            assert err.position == result.position.global_position
+            assert err.position == result.position and err.version == 2
             assert isinstance(err, errors.SerializationError)
         with h.transaction() as tx:
             assert len(store.read_all(tx, types=["conformance.opened"])) == 1
