@@ -41,10 +41,10 @@ import enum
 import types
 import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 
@@ -556,7 +556,8 @@ def _enum(cls: type[enum.Enum]) -> Fn | None:
 
 
 def _sequence(container: Callable[[Any], Any], item: Fn) -> Fn:
-    kind = {_str: str, _int: int, _bool: bool}.get(item)
+    plain_kinds: dict[Fn, type] = {_str: str, _int: int, _bool: bool}
+    kind = plain_kinds.get(item)
     if kind is not None or item is _any:  # items kept as they are: check, then copy
 
         def plain(v: Any) -> Any:
@@ -736,7 +737,8 @@ def _check_sequence(kinds: tuple[type, ...], item: Check) -> Check:
     def check(v: Any) -> None:
         if not isinstance(v, kinds):
             raise Mismatch(f"expected a {' or '.join(k.__name__ for k in kinds)}, got {_held(v)}")
-        for i, x in enumerate(v):
+        items = cast("Iterable[Any]", v)
+        for i, x in enumerate(items):
             try:
                 item(x)
             except Mismatch as exc:

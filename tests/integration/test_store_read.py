@@ -194,7 +194,11 @@ def test_unknown_event_type_names_its_place(log_engine: Engine, store: EventStor
         with pytest.raises(UnknownEventType) as info:
             store.read_all(conn)
         err = info.value
-        assert (err.event_type, err.stream_id, err.global_position) == ("legacy.gone", "x-1", position)
+        assert (err.event_type, err.stream_id, err.global_position) == (
+            "legacy.gone",
+            "x-1",
+            position,
+        )
         assert err.position is not None and err.position.global_position == position
         with pytest.raises(UnknownEventType):
             store.read_stream(conn, "x-1")
