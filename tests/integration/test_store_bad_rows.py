@@ -204,7 +204,11 @@ def test_every_kind_of_bad_row_is_a_typed_error_you_can_step_over(
     _append(log_engine, store, "order-o-1", _paid("o-1", paid=False))
     _settle(log_engine, store)
     with log_engine.connect() as conn:
-        for read in (lambda: store.read_stream(conn, "order-o-1"), lambda: store.read_all(conn)):
+        reads: list[Callable[[], object]] = [
+            lambda: store.read_stream(conn, "order-o-1"),
+            lambda: store.read_all(conn),
+        ]
+        for read in reads:
             with pytest.raises(EventDecodeError, match=problem) as info:
                 read()
             err = info.value
@@ -212,6 +216,7 @@ def test_every_kind_of_bad_row_is_a_typed_error_you_can_step_over(
             assert err.event_type == event_type and "Traceback" not in str(err)
             assert isinstance(err, UnknownEventType) == (case == "unknown type")
         # the documented way on: read again after the bad row's position
+        assert err.position is not None
         assert [e.version for e in store.read_all(conn, after=err.position)] == [version + 1]
         tail = store.read_stream(conn, "order-o-1", from_version=version + 1)
         assert [e.event for e in tail] == [_paid("o-1", paid=False)]
