@@ -8,6 +8,7 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
 
     CqrsError                         cqrs-error
     ├── ConfigurationError            cqrs-config
+    │   └── AsyncBindError            cqrs-async-bind
     ├── InvalidInput                  cqrs-input
     │   ├── InvalidStreamId           cqrs-stream-id
     │   └── PayloadTooLarge           cqrs-payload-size
@@ -82,6 +83,28 @@ class ConfigurationError(CqrsError):
     """Settings or wiring that cannot work (bad URL, unknown strategy, ...)."""
 
     code = "cqrs-config"
+
+
+class AsyncBindError(ConfigurationError):
+    """A sync API was handed an engine (or session, connection) on the async driver.
+
+    Outside ``AsyncSession.run_sync`` SQLAlchemy would raise ``MissingGreenlet``
+    on the first statement; this says which API to use instead. ``api`` names
+    the sync API, ``instead`` what to use.
+    """
+
+    code = "cqrs-async-bind"
+
+    def __init__(self, api: str, given: str, instead: str) -> None:
+        super().__init__(
+            f"{api} is a sync API and was given {given}, which works only under asyncio "
+            "(outside AsyncSession.run_sync SQLAlchemy raises MissingGreenlet); "
+            f"{instead}, or give it a sync engine: create_engine(url) with the same "
+            "postgresql+psycopg:// URL"
+        )
+        self.api = api
+        self.given = given
+        self.instead = instead
 
 
 class InvalidInput(CqrsError):

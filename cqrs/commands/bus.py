@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from cqrs.aggregates.repository import default_snapshots, default_store
 from cqrs.aggregates.snapshots import SnapshotStore
+from cqrs.binds import require_sync
 from cqrs.commands import idempotency
 from cqrs.commands.context import CommandContext, CommandOutcome
 from cqrs.commands.inline import InlineProjection
@@ -148,6 +149,7 @@ class CommandBus:
                 f"dispatch takes a sqlalchemy.orm.Session, got {type(session).__name__}; "
                 "with an AsyncSession use cqrs.commands.asyncio.dispatch_async"
             )
+        require_sync(session, "CommandBus.dispatch", "use cqrs.commands.asyncio.dispatch_async")
         self.handler_for(type(command))  # fail before opening a transaction
         given = command_id if command_id is not None else getattr(command, "command_id", None)
         if given is not None and (not isinstance(given, str) or not given.strip()):

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import attrs
 from sqlalchemy import Connection, Engine, MetaData, Table, text
 
+from cqrs.binds import require_sync
 from cqrs.events.model import Position
 from cqrs.projections import sql
 from cqrs.projections.batch import Target, batch_body, next_scan, run_batch
@@ -69,6 +70,7 @@ def rebuild(
     progress: Callable[[int, int], None] | None = None,
 ) -> RebuildResult:
     """Rebuild ``projection``'s tables from the whole log and swap them in atomically."""
+    require_sync(engine, "rebuild", "run it on a sync engine (create_engine(url))")
     store = store or EventStore(registry=projection.registry)
     temp = f"{projection.name}#rebuild"
     shadows = {t: _shadow(t) for t in projection.tables}

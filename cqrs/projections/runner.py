@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from cqrs.binds import require_sync
 from cqrs.config import Settings
 from cqrs.errors import ProjectionError, ReadModelTimeout
 from cqrs.events.model import START, Position
@@ -90,6 +91,12 @@ class ProjectionRunner:
         upkeep_every: float | None = 3600.0,
         durable: bool = True,
     ) -> None:
+        require_sync(
+            engine,
+            "ProjectionRunner",
+            "run the runner on a sync engine (create_engine(url)) in a process of its own "
+            "(cqrs projections run) or a thread (asyncio.to_thread)",
+        )
         names = [p.name for p in projections]
         if len(set(names)) != len(names):
             raise ProjectionError(f"projection names must be unique, got {names}")
