@@ -98,6 +98,9 @@ class EventCodec:
         self.converter = converter or make_converter()
         self.extra_fields: ExtraFields = extra_fields
         self._compiler = Compiler(self.converter, extra_fields)
+        # the compiler's caches, read directly on the hot paths (one call less per event)
+        self._decoders = self._compiler.decoders
+        self._checks = self._compiler.checks
 
     def encode(self, event: Event) -> tuple[str, int, str]:
         """Return ``(type name, schema version, JSON text)`` for ``event``.
@@ -109,7 +112,7 @@ class EventCodec:
         cls = type(event)
         name = self.registry.name_of(cls)
         try:
-            self._compiler.check(cls)(event)
+            (self._checks.get(cls) or self._compiler.check(cls))(event)
         except Mismatch as exc:
             raise EventEncodeError(name, exc.where(), exc.problem) from None
         try:
@@ -175,7 +178,8 @@ class EventCodec:
                 raise Mismatch(f"the payload is {_show(data)}, not a JSON object")
             if schema_version != cls.schema_version:
                 data = self._upcast(name, schema_version, data)
-            return self._compiler.decoder(cls)(data)  # type: ignore[no-any-return]
+            decode = self._decoders.get(cls) or self._compiler.decoder(cls)
+            return decode(data)  # type: ignore[no-any-return]
         except Mismatch as exc:
             problem, field = exc.problem, exc.where() or None
             fix: str | None = None

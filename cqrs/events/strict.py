@@ -250,8 +250,8 @@ class Compiler:
     ) -> None:
         self.converter = converter
         self.extra_fields = extra_fields
-        self._decoders: dict[type, Fn] = {}
-        self._checks: dict[type, Check] = {}
+        self.decoders: dict[type, Fn] = {}
+        self.checks: dict[type, Check] = {}
 
     # -- decoding ------------------------------------------------------------------
 
@@ -261,9 +261,9 @@ class Compiler:
         Stored fields ``cls`` does not declare follow ``cls.extra_fields`` when the
         class sets it, else the compiler's ``extra_fields``.
         """
-        fn = self._decoders.get(cls)
+        fn = self.decoders.get(cls)
         if fn is None:
-            fn = self._decoders[cls] = self._compile_class(cls)
+            fn = self.decoders[cls] = self._compile_class(cls)
         return fn
 
     def structurer(self, tp: Any) -> Fn:
@@ -420,9 +420,9 @@ class Compiler:
     def check(self, cls: type) -> Check:
         """A function raising :class:`Mismatch` when an instance of ``cls`` holds a value
         that does not fit its declared type (cached)."""
-        fn = self._checks.get(cls)
+        fn = self.checks.get(cls)
         if fn is None:
-            fn = self._checks[cls] = self._compile_check(cls)
+            fn = self.checks[cls] = self._compile_check(cls)
         return fn
 
     def checker(self, tp: Any) -> Check:
