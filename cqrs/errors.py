@@ -20,7 +20,9 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
     ├── StreamNotFound                cqrs-stream-not-found
     ├── StreamArchived                cqrs-stream-archived
     ├── SerializationError            cqrs-serialization
-    │   └── UnknownEventType          cqrs-unknown-event-type
+    │   ├── EventEncodeError          cqrs-event-encode
+    │   └── EventDecodeError          cqrs-event-decode
+    │       └── UnknownEventType      cqrs-unknown-event-type
     ├── EventRegistrationError        cqrs-event-registration
     ├── PartitionMissing              cqrs-partition-missing
     ├── PartitionInUse                cqrs-partition-in-use
@@ -56,6 +58,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from cqrs.events.model import Position
     from cqrs.store.horizon import HorizonHolder
 
 EXPLAIN = "cqrs explain"
@@ -295,21 +298,110 @@ class SerializationError(CqrsError):
     code = "cqrs-serialization"
 
 
-class UnknownEventType(SerializationError):
+class EventEncodeError(SerializationError):
+    """An event holding a value its field's declared type does not allow.
+
+    Raised by ``EventCodec.encode`` before anything is sent: ``qty="3"`` in an
+    ``int`` field, a NaN or infinite float, a mapping key that is not a str.
+    ``field`` is the path to the value (``lines[1].price``).
+
+    >>> err = EventEncodeError("order.placed", "qty", "expected an int, got str '3'")
+    >>> (err.event_type, err.field)
+    ('order.placed', 'qty')
+    """
+
+    code = "cqrs-event-encode"
+
+    def __init__(self, event_type: str, field: str, problem: str) -> None:
+        super().__init__(
+            f"event {event_type!r} does not serialise: field {field!r}: {problem}; nothing was "
+            "written. Build the "
+            "event with values of the declared types (the codec stores nothing that would "
+            "read back as something else), or change the field's annotation"
+        )
+        self.event_type = event_type
+        self.field = field
+        self.problem = problem
+
+
+class EventDecodeError(SerializationError):
+    """A stored event that cannot be read back as its class, exactly as stored.
+
+    Carries where it is: ``stream_id``, ``version``, ``position`` (a
+    ``Position``, ``None`` when the caller gave only ``global_position``) and
+    ``field`` (the path to the value, ``None`` when the whole payload is at
+    fault). A ``read_all`` consumer steps over it by reading again with
+    ``after=err.position``.
+
+    >>> from cqrs.events.model import Position
+    >>> err = EventDecodeError("expected true or false, got the string 'false'",
+    ...     event_type="order.paid", stream_id="order-1", version=3,
+    ...     position=Position(812, 40), field="paid")
+    >>> (err.stream_id, err.version, str(err.position), err.field)
+    ('order-1', 3, '812:40', 'paid')
+    """
+
+    code = "cqrs-event-decode"
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        event_type: str,
+        stream_id: str,
+        version: int | None = None,
+        position: Position | int | None = None,
+        field: str | None = None,
+        fix: str = (
+            "fix the row, or bump the class's schema version and register an upcaster "
+            "that turns the stored shape into the declared one"
+        ),
+    ) -> None:
+        if position is None or isinstance(position, int):
+            token, global_position = None, position
+        else:
+            token, global_position = position, position.global_position
+        place = f"stream {stream_id!r}"
+        if version is not None:
+            place += f", version {version}"
+        if position is not None:
+            place += f", position {position}"
+        where = f" field {field!r}" if field else ""
+        super().__init__(
+            f"stored event {event_type!r} ({place}){where} cannot be read: {problem}; {fix}. "
+            "A read_all reader can step over it with read_all(after=err.position)"
+        )
+        self.problem = problem
+        self.event_type = event_type
+        self.stream_id = stream_id
+        self.version = version
+        self.position: Position | None = token
+        self.global_position: int | None = global_position
+        self.field = field
+
+
+class UnknownEventType(EventDecodeError):
     """A stored event type name that no registered class answers to."""
 
     code = "cqrs-unknown-event-type"
 
-    def __init__(self, event_type: str, stream_id: str, position: int) -> None:
+    def __init__(
+        self,
+        event_type: str,
+        stream_id: str,
+        position: Position | int | None,
+        *,
+        version: int | None = None,
+    ) -> None:
         super().__init__(
-            f"no event class is registered for type {event_type!r} "
-            f"(stream {stream_id!r}, global position {position}); import the module "
-            "that declares it, register an alias for a renamed class, or filter it out "
-            "with read_all(types=...)"
+            f"no event class is registered for type {event_type!r}",
+            event_type=event_type,
+            stream_id=stream_id,
+            version=version,
+            position=position,
+            fix="import the module that declares it, register an alias for a renamed class, "
+            "or filter it out with read_all(types=...)",
         )
-        self.event_type = event_type
-        self.stream_id = stream_id
-        self.position = position
 
 
 class EventRegistrationError(CqrsError):

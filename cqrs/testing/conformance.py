@@ -120,6 +120,28 @@ def _split_name(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "first": first, "last": last}
 
 
+_loose_registry = EventRegistry()
+_strict_registry = EventRegistry()
+
+
+@event("conformance.flagged", registry=_loose_registry)
+class FlaggedAsText(Event):
+    paid: str
+    qty: float
+
+
+@event("conformance.flagged", version=2, registry=_strict_registry)
+class Flagged(Event):
+    paid: bool
+    qty: int
+
+
+@_strict_registry.upcaster("conformance.flagged", from_version=1)
+def _flag_from_text(data: dict[str, Any]) -> dict[str, Any]:
+    # raises on a value it does not know: a store must report it as a decode error
+    return {"paid": {"yes": True, "no": False}[data["paid"]], "qty": data["qty"]}
+
+
 class StoreHarness(Protocol):
     """What a backend hands the suite."""
 
@@ -692,7 +714,7 @@ class EventStoreConformance:
                 read(tx)
             err = info.value
             assert (err.event_type, err.stream_id) == ("conformance.secret", "s-1")
-            assert err.position == result.position.global_position
+            assert err.position == result.position and err.version == 2
             assert isinstance(err, errors.SerializationError)
         with h.transaction() as tx:
             assert len(store.read_all(tx, types=["conformance.opened"])) == 1
@@ -711,6 +733,38 @@ class EventStoreConformance:
             assert [e.schema_version for e in new.read_stream(tx, "person-1")] == [1, 2]
             with pytest.raises(errors.SerializationError, match="newer than"):
                 old.read_stream(tx, "person-1")
+
+    def test_a_stored_value_is_never_changed_to_fit(self, h: StoreHarness) -> None:
+        writer, reader = h.store(_loose_registry), h.store(_strict_registry)
+        first = self.append(h, writer, "flag-1", [FlaggedAsText("yes", 3)])
+        bad = self.append(h, writer, "flag-1", [FlaggedAsText("no", 3.7)])
+        self.append(h, writer, "flag-1", [FlaggedAsText("maybe", 1)])
+        readers: list[Callable[[Any], object]] = [
+            lambda tx: reader.read_stream(tx, "flag-1"),
+            lambda tx: reader.read_all(tx, after=first.position),
+        ]
+        for read in readers:
+            with pytest.raises(errors.EventDecodeError) as info, h.transaction() as tx:
+                read(tx)
+            err = info.value
+            assert (err.stream_id, err.version, err.position) == ("flag-1", 2, bad.position)
+            assert err.field == "qty" and isinstance(err, errors.SerializationError)
+        with h.transaction() as tx:
+            assert [e.event for e in reader.read_all(tx, limit=1)] == [Flagged(True, 3)]
+            # stepping over it, the reader meets the next bad row: an upcaster that raised
+            with pytest.raises(errors.EventDecodeError, match="raised KeyError") as info:
+                reader.read_all(tx, after=bad.position)
+            assert info.value.version == 3 and info.value.position is not None
+            assert reader.read_all(tx, after=info.value.position) == []
+
+    def test_an_event_holding_a_wrong_type_writes_nothing(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
+        with pytest.raises(errors.EventEncodeError) as info, h.transaction() as tx:
+            store.append(tx, "s-1", [Opened("ok"), Opened(owner=123)])  # type: ignore[arg-type]
+        assert info.value.field == "owner"
+        with h.transaction() as tx:
+            assert store.stream_info(tx, "s-1") is None
 
     def test_codec_round_trip_through_the_store(
         self, h: StoreHarness, store: EventStoreProtocol
