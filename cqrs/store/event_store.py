@@ -31,6 +31,7 @@ from cqrs.events.ids import uuid7
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
 from cqrs.store import driver, horizon, sql
+from cqrs.store.consistency import inconsistency
 from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, Expected, holds
 
 Executor = Session | Connection
@@ -363,6 +364,11 @@ class EventStore:
             return errors.StreamArchived(stream_id)
         if newer and holds(expected, version):
             return errors.AppendOrderConflict(stream_id, expected, int(own_xid), int(last_xid))
+        if isinstance(expected, int) and expected > 0:
+            # A writer that counted events which repeat or skip versions would retry forever.
+            broken = inconsistency(conn, stream_id, version)
+            if broken is not None:
+                return broken
         return errors.ConcurrencyError(stream_id, expected, version)
 
     def _empty_append(self, conn: Connection, stream_id: str, expected: Expected) -> AppendResult:
