@@ -14,6 +14,7 @@ carries, goes through ``printable``::
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from sqlalchemy import make_url
@@ -45,10 +46,8 @@ def mask_url(text: str) -> str:
     message holding URLs, a URL too broken to parse) is masked by pattern.
     """
     if _URL_ONLY.fullmatch(text):
-        try:
+        with contextlib.suppress(Exception):  # not parseable: the patterns below mask it
             text = make_url(text).render_as_string(hide_password=True)
-        except Exception:  # not parseable: the patterns below still mask it
-            pass
     text = _USER_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
     text = _NATS_TOKEN.sub(lambda m: f"{m['head']}{MASK}@", text)
     return _KEY_VALUE.sub(lambda m: f"{m['key']}{MASK}", text)

@@ -13,6 +13,7 @@ from cqrs.errors import StreamNotFound
 from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry
+from cqrs.redact import printable
 from cqrs.store.event_store import EventStore
 
 
@@ -79,10 +80,13 @@ def tail_events(
 def _cmd_show(args: argparse.Namespace) -> int:
     data = show_stream(engine_from(args), args.stream_id)
     lines = [
-        f"{data['stream_id']}  type={data['stream_type']}  version={data['version']}  "
-        f"created={data['created_at']}  archived={data['archived']}"
+        f"{printable(data['stream_id'])}  type={printable(data['stream_type'])}  "
+        f"version={data['version']}  created={data['created_at']}  archived={data['archived']}"
     ]
-    lines += [f"  v{e['version']:<5} {e['event_type']:<30} {e['data']}" for e in data["events"]]
+    lines += [
+        f"  v{e['version']:<5} {printable(e['event_type']):<30} {printable(e['data'])}"
+        for e in data["events"]
+    ]
     emit(args, data, "\n".join(lines))
     return 0
 
@@ -91,8 +95,9 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     after = parse_checkpoint(args.after) if args.after else START
     for e in tail_events(engine_from(args), after, follow=not args.no_follow):
         emit_line(
-            args, e, f"{e['position']:>14}  {e['stream_id']:<24} {e['event_type']:<28} {e['data']}"
-        )
+            args, e, f"{e['position']:>14}  {printable(e['stream_id']):<24} "
+            f"{printable(e['event_type']):<28} {printable(e['data'])}",
+        )  # fmt: skip
     return 0
 
 

@@ -41,9 +41,7 @@ def inconsistency(
     count, distinct, low, high = conn.execute(SUMMARY, {"sid": stream_id}).one()
     if count == distinct == version and (version == 0 or (low == 1 and high == version)):
         return None
-    duplicated, missing, beyond = conn.execute(
-        DETAIL, {"sid": stream_id, "version": version}
-    ).one()
+    duplicated, missing, beyond = conn.execute(DETAIL, {"sid": stream_id, "version": version}).one()
     return StreamVersionsInconsistent(
         stream_id, version, duplicated=list(duplicated), missing=list(missing),
         beyond=list(beyond),
