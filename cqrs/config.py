@@ -54,8 +54,7 @@ def normalise_url(url: str) -> str:
         raise ConfigurationError(
             f"database URL '{shown}' cannot be parsed: look for a port that is not a number, "
             "an IPv6 host without its closing ']' or a password with unencoded special "
-            "characters (percent-encode them: '@' is %40, '/' is %2F, ':' is %3A); "
-            "the shape is postgresql://user:password@host:port/database"
+            "characters (percent-encode them: '@' is %40, '/' is %2F, ':' is %3A)"
         ) from None
     return url
 
