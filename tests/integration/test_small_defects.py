@@ -16,8 +16,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from cqrs import Event, EventRegistry, EventStore, Settings
 from cqrs import event as declare
 from cqrs.errors import ConcurrencyError, ConfigurationError, StreamVersionsInconsistent
-from cqrs.projections import runner as runner_module
 from cqrs.projections import E, Projection
+from cqrs.projections import runner as runner_module
 from cqrs.projections.notify import Listener, Notifier
 from cqrs.projections.rebuild import rebuild
 from cqrs.projections.runner import ProjectionRunner
