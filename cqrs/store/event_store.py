@@ -364,9 +364,9 @@ class EventStore:
             return errors.StreamArchived(stream_id)
         if newer and holds(expected, version):
             return errors.AppendOrderConflict(stream_id, expected, int(own_xid), int(last_xid))
-        if isinstance(expected, int) and expected > 0:
+        if isinstance(expected, int):
             # A writer that counted events which repeat or skip versions would retry forever.
-            broken = inconsistency(conn, stream_id, version)
+            broken = inconsistency(conn, stream_id, version=version, expected=expected)
             if broken is not None:
                 return broken
         return errors.ConcurrencyError(stream_id, expected, version)

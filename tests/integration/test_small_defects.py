@@ -225,3 +225,37 @@ def test_a_real_conflict_is_still_a_concurrency_error(log_engine: Engine) -> Non
         _append_expecting(log_engine, "ok", 1)
     assert type(raised.value) is ConcurrencyError
     assert (raised.value.expected, raised.value.actual) == (1, 2)
+
+
+def test_a_missing_prefix_is_inconsistent_only_for_a_writer_that_counted_from_one(
+    log_engine: Engine,
+) -> None:
+    # What `partitions archive --force` leaves: the oldest versions gone from the live log.
+    _append(log_engine, "old", *[Counted("x", i) for i in range(4)])
+    with log_engine.begin() as conn:
+        conn.execute(text("DELETE FROM events WHERE stream_id = 'old' AND version <= 2"))
+    # a writer that counted the two events left can never match version 4
+    with pytest.raises(StreamVersionsInconsistent) as raised:
+        _append_expecting(log_engine, "old", _loaded_version(log_engine, "old"))
+    assert raised.value.missing == [1, 2]
+    # a writer that started from a snapshot at version 3 merely lost a race: retry works
+    with pytest.raises(ConcurrencyError) as conflict:
+        _append_expecting(log_engine, "old", 3)
+    assert type(conflict.value) is ConcurrencyError
+    _append_expecting(log_engine, "old", 4)
+
+
+def test_a_stream_row_without_its_events_is_inconsistent(log_engine: Engine) -> None:
+    with log_engine.begin() as conn:
+        conn.execute(text("INSERT INTO streams (stream_id, stream_type, version) "
+                          "VALUES ('hollow', 'defects', 2)"))  # fmt: skip
+    with pytest.raises(StreamVersionsInconsistent) as raised:
+        _append_expecting(log_engine, "hollow", _loaded_version(log_engine, "hollow"))
+    assert raised.value.missing == [1, 2]
+
+    _append(log_engine, "short", Counted("x", 1), Counted("x", 2))
+    with log_engine.begin() as conn:
+        conn.execute(text("UPDATE streams SET version = 4 WHERE stream_id = 'short'"))
+    with pytest.raises(StreamVersionsInconsistent) as raised:
+        _append_expecting(log_engine, "short", _loaded_version(log_engine, "short"))
+    assert raised.value.missing == [3, 4]
