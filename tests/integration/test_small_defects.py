@@ -8,13 +8,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
+from commands_domain import PlaceOrder, ShipOrder, make_bus
 from sqlalchemy import Engine, Integer, String, create_engine, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from cqrs import Event, EventRegistry, EventStore, Settings
 from cqrs import event as declare
+from cqrs.commands import CommandMetrics, MetricsHook, RetryOnConflict
 from cqrs.errors import ConcurrencyError, ConfigurationError, StreamVersionsInconsistent
 from cqrs.projections import E, Projection
 from cqrs.projections import runner as runner_module
@@ -259,3 +262,22 @@ def test_a_stream_row_without_its_events_is_inconsistent(log_engine: Engine) -> 
     with pytest.raises(StreamVersionsInconsistent) as raised:
         _append_expecting(log_engine, "short", _loaded_version(log_engine, "short"))
     assert raised.value.missing == [3, 4]
+
+
+def test_a_command_on_a_duplicated_stream_fails_at_once_with_the_versions(
+    cqrs_engine: Engine,
+) -> None:
+    seen: list[CommandMetrics] = []
+    bus = make_bus(middleware=[MetricsHook(seen.append), RetryOnConflict(attempts=5)])
+    with Session(cqrs_engine) as session:
+        bus.dispatch(PlaceOrder("o-dup", "c-1", Decimal(5)), session)
+    with cqrs_engine.begin() as conn:  # a bad import copies the first event once more
+        conn.execute(
+            text("INSERT INTO events (event_id, stream_id, stream_type, version, event_type, "
+                 "data) SELECT gen_random_uuid(), stream_id, stream_type, version, event_type, "
+                 "data FROM events WHERE stream_id = 'order-o-dup'")
+        )  # fmt: skip
+    with Session(cqrs_engine) as session, pytest.raises(StreamVersionsInconsistent) as raised:
+        bus.dispatch(ShipOrder("o-dup"), session)
+    assert raised.value.duplicated == [1]
+    assert seen[-1].status == "error" and seen[-1].attempts == 1  # not retried
