@@ -9,6 +9,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -27,10 +28,16 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors, which quote the arguments given, mask
+    passwords and escape control characters too (sub-commands inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(printable(mask_url(message)))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cqrs", description="Operate a cqrs event store on PostgreSQL."
-    )
+    parser = _Parser(prog="cqrs", description="Operate a cqrs event store on PostgreSQL.")
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__} ({DISTRIBUTION})"
     )

@@ -120,6 +120,13 @@ def test_a_poll_that_is_not_a_positive_number_is_refused_by_argparse(poll: str) 
         assert "usage: cqrs" in err and "argument --poll" in err
 
 
+def test_usage_errors_escape_and_mask_what_they_quote() -> None:
+    done = _cqrs("streams", "show", "x", "\x1b[2J", f"postgresql://app:{SECRET}@db/shop")
+    err = _one_line_failure(done, Exit.USAGE)
+    assert "unrecognized arguments: \\x1b[2J postgresql://app:***@db/shop" in err
+    assert "\x1b" not in err and SECRET not in err
+
+
 def test_a_non_utf8_argument_is_a_usage_error(url: str) -> None:
     done = _cqrs("streams", "show", b"order-\xff\xfe", "--database-url", url)
     err = _one_line_failure(done, Exit.USAGE)
