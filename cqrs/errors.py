@@ -19,6 +19,7 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
     ├── DuplicateEventError           cqrs-duplicate-event
     ├── StreamNotFound                cqrs-stream-not-found
     ├── StreamArchived                cqrs-stream-archived
+    ├── StreamVersionsInconsistent    cqrs-stream-versions
     ├── SerializationError            cqrs-serialization
     │   ├── EventEncodeError          cqrs-event-encode
     │   └── EventDecodeError          cqrs-event-decode
@@ -583,3 +584,57 @@ class InboxError(CqrsError):
     """An inbox definition that cannot work, or a message it cannot turn into a command."""
 
     code = "cqrs-inbox"
+
+
+class StreamVersionsInconsistent(CqrsError):
+    """A stream whose stored events do not run 1..version without gaps or repeats.
+
+    Raised on an append the stream refused, in place of a ``ConcurrencyError``
+    whose "reload and retry" could never succeed: the events (imported by hand,
+    say) repeat a version, skip one, or go past the stream row's version, so a
+    writer that counts the events it loaded never expects the version the row
+    holds. It is not a ``ConcurrencyError``: retrying does not help, repairing
+    the rows does. ``duplicated``, ``missing`` and ``beyond`` list the versions
+    at fault (at most 20 of each).
+    """
+
+    code = "cqrs-stream-versions"
+
+    def __init__(
+        self,
+        stream_id: str,
+        version: int,
+        *,
+        duplicated: list[int],
+        missing: list[int],
+        beyond: list[int],
+    ) -> None:
+        faults = [
+            f"{what} {shown}"
+            for what, shown in (
+                ("versions stored more than once", _some(duplicated)),
+                ("versions missing", _some(missing)),
+                (f"versions outside 1..{version}", _some(beyond)),
+            )
+            if shown
+        ]
+        super().__init__(
+            f"stream {stream_id!r} is inconsistent: its row in streams says version {version} "
+            f"but its events in the events table have {'; '.join(faults)}; writers that load "
+            "it never expect the right version, so retrying cannot help. Repair the rows "
+            "(renumber or delete events so versions run 1..N once each, then set "
+            "streams.version to N), or restore the missing events (a partition archived with "
+            "--force holds live streams' older events)"
+        )
+        self.stream_id = stream_id
+        self.version = version
+        self.duplicated = duplicated
+        self.missing = missing
+        self.beyond = beyond
+
+
+def _some(versions: list[int], limit: int = 20) -> str:
+    if not versions:
+        return ""
+    shown = ", ".join(map(str, versions[:limit]))
+    return f"[{shown}{', ...' if len(versions) > limit else ''}]"

@@ -22,6 +22,7 @@ from cqrs.errors import EventDecodeError, StreamNotFound
 from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry
+from cqrs.redact import printable
 from cqrs.store.event_store import EventStore
 
 
@@ -134,12 +135,12 @@ def tail_events(
 def _cmd_show(args: argparse.Namespace) -> int:
     data = show_stream(engine_from(args), args.stream_id)
     lines = [
-        f"{data['stream_id']}  type={data['stream_type']}  version={data['version']}  "
-        f"created={data['created_at']}  archived={data['archived']}"
+        f"{printable(data['stream_id'])}  type={printable(data['stream_type'])}  "
+        f"version={data['version']}  created={data['created_at']}  archived={data['archived']}"
     ]
     for e in data["events"]:
         shown = f"UNREADABLE: {e['error']}" if "error" in e else e["data"]
-        lines.append(f"  v{e['version']:<5} {e['event_type']:<30} {shown}")
+        lines.append(f"  v{e['version']:<5} {printable(e['event_type']):<30} {printable(shown)}")
     emit(args, data, "\n".join(lines))
     return Exit.RUNTIME if any("error" in e for e in data["events"]) else Exit.OK
 
@@ -159,8 +160,9 @@ def _cmd_tail(args: argparse.Namespace) -> int:
             )
             continue
         emit_line(
-            args, e, f"{e['position']:>14}  {e['stream_id']:<24} {e['event_type']:<28} {e['data']}"
-        )
+            args, e, f"{e['position']:>14}  {printable(e['stream_id']):<24} "
+            f"{printable(e['event_type']):<28} {printable(e['data'])}",
+        )  # fmt: skip
     return Exit.RUNTIME if skipped else Exit.OK
 
 

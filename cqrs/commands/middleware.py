@@ -27,6 +27,7 @@ from cqrs.errors import (
     ConfigurationError,
     TransactionConflict,
 )
+from cqrs.redact import printable
 
 Next = Callable[[CommandContext], CommandOutcome[Any]]
 Middleware = Callable[[CommandContext, Next], CommandOutcome[Any]]
@@ -36,7 +37,11 @@ log = logging.getLogger("cqrs.commands")
 
 @attrs.frozen
 class LoggingMiddleware:
-    """Logs each command: DEBUG when handled, WARNING (with the error) when it fails."""
+    """Logs each command: DEBUG when handled, WARNING (with the error) when it fails.
+
+    The command id and the error text are logged through ``cqrs.redact.printable``:
+    a line break or escape sequence in them cannot forge or garble a log line.
+    """
 
     logger: logging.Logger = log
 
@@ -47,12 +52,13 @@ class LoggingMiddleware:
         except Exception as exc:
             self.logger.warning(
                 "command %s %s failed after %d attempt(s): %s: %s",
-                ctx.command_type, ctx.command_id, ctx.attempt, type(exc).__name__, exc,
+                ctx.command_type, printable(ctx.command_id), ctx.attempt, type(exc).__name__,
+                printable(exc),
             )  # fmt: skip
             raise
         self.logger.debug(
             "command %s %s handled in %.1f ms, %d attempt(s), %d event(s)%s",
-            ctx.command_type, ctx.command_id, (time.perf_counter() - started) * 1000,
+            ctx.command_type, printable(ctx.command_id), (time.perf_counter() - started) * 1000,
             outcome.attempts, len(outcome.recorded), " (replayed)" if outcome.replayed else "",
         )  # fmt: skip
         return outcome
@@ -149,7 +155,7 @@ class RetryOnConflict:
                     raise
                 log.debug(
                     "command %s %s conflicted on %s (attempt %d), retrying",
-                    ctx.command_type, ctx.command_id, exc.stream_id, attempt,
+                    ctx.command_type, printable(ctx.command_id), printable(exc.stream_id), attempt,
                 )  # fmt: skip
                 ctx.sleep(self.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover

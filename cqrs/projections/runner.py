@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from cqrs.binds import require_sync
-from cqrs.config import Settings
+from cqrs.config import Settings, check_notify_channel
 from cqrs.errors import ProjectionError, ReadModelTimeout
 from cqrs.events.model import START, Position
 from cqrs.projections import sql
@@ -66,7 +66,7 @@ class ProjectionRunner:
     ``store`` decodes events (its registry must know their classes);
     ``owner`` names this runner in shard leases; ``lease_ttl`` is how long a
     dead runner keeps its shards before the others take them; ``on_batch`` is
-    called after each committed batch (metrics, tests). Every ``upkeep_every``
+    called after each committed batch (metrics, tests). At start and every ``upkeep_every``
     seconds ``run_forever`` also creates the ``events`` partitions ``settings``
     asks for ahead of time (``None`` turns that off). ``durable=False`` commits
     batches with ``synchronous_commit = off``: lower latency; a database crash
@@ -117,9 +117,9 @@ class ProjectionRunner:
         self._scans: dict[tuple[str, int], int] = {}  # how far each target reads ahead
         self.durable = durable
         self.settings = settings or Settings()
-        self.channel = channel or self.settings.notify_channel
+        self.channel = check_notify_channel(channel or self.settings.notify_channel)
         self.upkeep_every = upkeep_every
-        self._upkeep_at = 0.0
+        self._upkeep_at: float | None = None  # never yet: the first upkeep() is due
         self.stop = threading.Event()
         self._conn: Connection | None = None
         self._listener: Listener | None = None
@@ -316,7 +316,7 @@ class ProjectionRunner:
     def upkeep(self, *, force: bool = False) -> list[str]:
         """Create missing ``events`` partitions (one runner at a time); the names made."""
         due = self.upkeep_every is not None and (
-            time.monotonic() - self._upkeep_at >= self.upkeep_every
+            self._upkeep_at is None or time.monotonic() - self._upkeep_at >= self.upkeep_every
         )
         if not (force or due):
             return []

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, text
 from cqrs.binds import require_sync
 from cqrs.errors import ReadModelTimeout
 from cqrs.events.model import Position
-from cqrs.projections.declarative import Projection
+from cqrs.projections.declarative import REBUILD_SUFFIX, Projection
 from cqrs.store.horizon import HorizonHolder, horizon_holder
 
 __all__ = ["HorizonHolder", "ShardStatus", "horizon_holder", "projection_status", "wait_for"]
@@ -35,8 +35,8 @@ STATUS = text(
     "AND d.shard = c.shard), (SELECT l.owner FROM projection_leases l "
     "WHERE l.projection = c.projection AND l.shard = c.shard "
     "AND l.expires_at >= clock_timestamp()) "
-    "FROM checkpoints c WHERE position('#' in c.projection) = 0 ORDER BY 1, 2"
-)
+    "FROM checkpoints c WHERE right(c.projection, :n) <> :suffix ORDER BY 1, 2"
+).bindparams(n=len(REBUILD_SUFFIX), suffix=REBUILD_SUFFIX)
 BEHIND = text(
     "SELECT count(*) FROM events "
     "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos)"

@@ -29,6 +29,7 @@ from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
 from cqrs.store import bulk, driver, horizon, sql, validation
+from cqrs.store.consistency import inconsistency
 from cqrs.store.encoding import EncodedBatch, encode_batch
 from cqrs.store.expected import (
     ANY,
@@ -365,7 +366,20 @@ class EventStore:
         self, conn: Connection, stream_id: str, expected: Expected
     ) -> errors.CqrsError:
         row = conn.execute(sql.REFUSAL, {"sid": stream_id}).first()
+        return self._explain(conn, stream_id, expected, row)
+
+    def _explain(
+        self, conn: Connection, stream_id: str, expected: Expected, row: Sequence[Any] | None
+    ) -> errors.CqrsError:
+        """The error for a refused append to ``stream_id``, from its ``REFUSAL`` row."""
         refusal = _refusal(stream_id, expected, row)
+        if isinstance(refusal, errors.StreamArchived | errors.AppendOrderConflict):
+            return refusal
+        if row is not None and isinstance(expected, int):
+            # A writer that counted events which repeat or skip versions would retry forever.
+            broken = inconsistency(conn, stream_id, version=row[0], expected=expected)
+            if broken is not None:
+                return broken
         if refusal is None:  # the stream holds the expectation now: a retry will see it
             return errors.ConcurrencyError(stream_id, expected, None if row is None else row[0])
         return refusal
@@ -378,10 +392,10 @@ class EventStore:
         rows_by_id = {row[0]: row for row in found}
         refusals: dict[str, errors.CqrsError] = {}
         for item, expected in zip(items, expecteds, strict=True):
-            row = rows_by_id.get(item.stream_id)
-            refusal = _refusal(item.stream_id, expected, None if row is None else row[1:])
-            if refusal is not None:
-                refusals[item.stream_id] = refusal
+            found_row = rows_by_id.get(item.stream_id)
+            row = None if found_row is None else tuple(found_row[1:])
+            if _refusal(item.stream_id, expected, row) is not None:
+                refusals[item.stream_id] = self._explain(conn, item.stream_id, expected, row)
         if len(refusals) == 1:
             return next(iter(refusals.values()))
         if not refusals:  # changed since the check: report the first, a retry sees it anew
