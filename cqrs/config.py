@@ -47,6 +47,18 @@ def _partitioning(_: object, __: object, value: str) -> None:
         )
 
 
+_INT_SETTINGS = (
+    "hash_partitions",
+    "months_ahead",
+    "max_id_length",
+    "max_payload_bytes",
+    "max_type_length",
+    "max_command_id_length",
+    "max_nesting_depth",
+    "max_read_limit",
+)
+
+
 @attrs.frozen
 class Settings:
     """Everything the toolkit can be told.
@@ -55,6 +67,14 @@ class Settings:
     (monthly on ``recorded_at``, the default) or ``"hash"`` (``hash_partitions``
     partitions on ``stream_id``). ``months_ahead`` is how many future monthly
     partitions upkeep keeps ready.
+
+    The input limits (checked before anything is sent, ``cqrs.store.validation``):
+    ``max_id_length`` (stream ids, in characters), ``max_type_length`` (event and
+    stream type names), ``max_command_id_length``, ``max_payload_bytes`` (an
+    event's JSON payload plus metadata), ``max_nesting_depth`` (levels of dicts,
+    lists and attrs objects in a payload or metadata) and ``max_read_limit``
+    (the largest ``read_all(limit=...)``). Each is read by :meth:`from_env` from
+    ``CQRS_<NAME>`` (``CQRS_MAX_TYPE_LENGTH``, ...).
     """
 
     database_url: str | None = attrs.field(
@@ -65,6 +85,10 @@ class Settings:
     months_ahead: int = attrs.field(default=3, validator=_positive)
     max_id_length: int = attrs.field(default=200, validator=_positive)
     max_payload_bytes: int = attrs.field(default=1_000_000, validator=_positive)
+    max_type_length: int = attrs.field(default=200, validator=_positive)
+    max_command_id_length: int = attrs.field(default=200, validator=_positive)
+    max_nesting_depth: int = attrs.field(default=100, validator=_positive)
+    max_read_limit: int = attrs.field(default=10_000, validator=_positive)
     notify_channel: str = "cqrs_events"
 
     @classmethod
@@ -76,7 +100,7 @@ class Settings:
             kwargs["database_url"] = url
         if value := env.get("CQRS_PARTITIONING"):
             kwargs["partitioning"] = value
-        for name in ("hash_partitions", "months_ahead", "max_id_length", "max_payload_bytes"):
+        for name in _INT_SETTINGS:
             if raw := env.get(f"CQRS_{name.upper()}"):
                 try:
                     kwargs[name] = int(raw)

@@ -27,7 +27,14 @@ from sqlalchemy.orm import Session
 
 from cqrs.aggregates.aggregate import Aggregate
 from cqrs.aggregates.snapshots import SnapshotStore, snapshot_due
-from cqrs.errors import AggregateError, StreamNotFound
+from cqrs.errors import (
+    AggregateError,
+    ConcurrencyError,
+    InvalidAggregateId,
+    StreamAlreadyExists,
+    StreamNotFound,
+)
+from cqrs.store import validation
 from cqrs.store.event_store import EventStore, connection_of
 from cqrs.store.expected import AppendResult
 
@@ -68,6 +75,7 @@ class Repository(Generic[T]):
         self.store = store or default_store()
         self.snapshots = snapshots or default_snapshots()
         self._seen: dict[str, T] = {}
+        self._absent: set[str] = set()
 
     @property
     def touched(self) -> list[T]:
@@ -76,6 +84,8 @@ class Repository(Generic[T]):
 
     def get(self, id: str) -> T:
         """The aggregate ``id``; raises :class:`~cqrs.errors.StreamNotFound`."""
+        if not isinstance(id, str):
+            raise InvalidAggregateId(self.aggregate.__qualname__, id, "is not a str")
         found = self._seen.get(id)
         if found is not None:
             return found
@@ -88,10 +98,20 @@ class Repository(Generic[T]):
         try:
             return self.get(id)
         except StreamNotFound:
+            self._absent.add(id)
             return None
 
     def create(self, id: str) -> T:
-        """A new aggregate ``id``; saving it fails with ``ConcurrencyError`` if it exists."""
+        """A new aggregate ``id``.
+
+        ``id`` must be a printable ``str`` (``cqrs.store.validation``): ``create(None)``
+        raises :class:`~cqrs.errors.InvalidAggregateId` instead of making ``acct-None``.
+        Saving raises :class:`~cqrs.errors.StreamAlreadyExists` when the stream
+        exists (not retried: load it with ``get``), or a plain
+        :class:`~cqrs.errors.ConcurrencyError` (retried) when ``get_or_none(id)``
+        found no stream in this repository and another writer created it since.
+        """
+        validation.check_aggregate_id(self.aggregate.__qualname__, id, self.store.settings)
         if id in self._seen:
             raise AggregateError(
                 f"{self.aggregate.__qualname__} {id!r} was already loaded or created in this "
@@ -111,14 +131,21 @@ class Repository(Generic[T]):
             return None
         before = aggregate.loaded_version
         conn = connection_of(self.session)
-        result = self.store.append(
-            conn,
-            aggregate.stream_id,
-            list(pending),
-            expected_version=before,
-            stream_type=aggregate.aggregate_type,
-            metadata=metadata,
-        )
+        try:
+            result = self.store.append(
+                conn,
+                aggregate.stream_id,
+                list(pending),
+                expected_version=before,
+                stream_type=aggregate.aggregate_type,
+                metadata=metadata,
+            )
+        except ConcurrencyError as exc:
+            if before == 0 and exc.actual is not None and aggregate.id not in self._absent:
+                raise StreamAlreadyExists(
+                    aggregate.stream_id, exc.actual, type(aggregate).__qualname__
+                ) from exc
+            raise
         aggregate.mark_saved()
         if snapshot_due(type(aggregate), before, aggregate.version):
             self.snapshots.save(conn, aggregate)

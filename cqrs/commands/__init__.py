@@ -8,6 +8,7 @@ from cqrs.commands.middleware import (
     MetricsHook,
     Middleware,
     RetryOnConflict,
+    RetryOnUnavailable,
     default_middleware,
 )
 from cqrs.commands.transaction import run_in_transaction
@@ -22,6 +23,7 @@ __all__ = [
     "MetricsHook",
     "Middleware",
     "RetryOnConflict",
+    "RetryOnUnavailable",
     "UnitOfWork",
     "default_middleware",
     "run_in_transaction",

@@ -30,7 +30,7 @@ from cqrs.events.codec import EventCodec
 from cqrs.events.ids import uuid7
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
-from cqrs.store import driver, horizon, sql
+from cqrs.store import driver, horizon, sql, validation
 from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, Expected, holds
 
 Executor = Session | Connection
@@ -116,7 +116,10 @@ class EventStore:
         """
         self.check_stream_id(stream_id)
         expected = self._check_expected(expected_version)
+        validation.check_append(events, self.settings, stream_type=stream_type, metadata=metadata)
         batch = self._encode(events, metadata)
+        validation.check_event_types(batch.types, self.settings)
+        validation.check_version_room(stream_id, expected, len(batch.ids))
         conn = connection_of(executor)
         if not batch.ids:
             return self._empty_append(conn, stream_id, expected)
@@ -149,7 +152,8 @@ class EventStore:
                 raise errors.TransactionConflict(stream_id, expected, state) from exc
             raise
         if not rows:
-            raise self._append_refused(conn, stream_id, expected)
+            refusal = self._append_refused(conn, stream_id, expected)
+            raise validation.full_stream(refusal, stream_id, len(batch.ids))
         rows = sorted(rows, key=lambda r: r[2])
         recorded = tuple(
             RecordedEvent(
@@ -180,6 +184,7 @@ class EventStore:
 
     def archive(self, executor: Executor, stream_id: str, *, archived: bool = True) -> None:
         """Mark a stream archived (it takes no more events) or take the mark off."""
+        validation.check_stream_id_to_read(stream_id, self.settings)
         row = connection_of(executor).execute(
             sql.SET_ARCHIVED, {"sid": stream_id, "archived": archived}
         )
@@ -190,6 +195,7 @@ class EventStore:
 
     def stream_info(self, executor: Executor, stream_id: str) -> StreamInfo | None:
         """The stream's row, or ``None`` when it does not exist."""
+        validation.check_stream_id_to_read(stream_id, self.settings)
         row = connection_of(executor).execute(sql.STREAM_INFO, {"sid": stream_id}).first()
         return None if row is None else StreamInfo(*row)
 
@@ -205,6 +211,7 @@ class EventStore:
 
         Raises :class:`~cqrs.errors.StreamNotFound` when the stream does not exist.
         """
+        validation.check_read_stream(stream_id, from_version, to_version, self.settings)
         conn = connection_of(executor)
         params = {
             "sid": stream_id,
@@ -229,8 +236,10 @@ class EventStore:
         Never skips an event and never returns one twice, however transactions
         interleave: events of a transaction become readable once every
         transaction that started before it has ended (see docs/architecture.md).
-        Pass the last event's ``position`` as ``after`` to read on.
+        Pass the last event's ``position`` as ``after`` to read on. ``limit`` is
+        1 to ``Settings.max_read_limit``.
         """
+        types = validation.check_read_all(after, limit, types, self.settings)
         params: dict[str, Any] = {
             "xid": str(after.transaction_id),
             "pos": after.global_position,
@@ -238,7 +247,7 @@ class EventStore:
         }
         statement = sql.READ_ALL
         if types is not None:
-            params["types"] = list(types)
+            params["types"] = types
             statement = sql.READ_ALL_TYPES
         rows = connection_of(executor).execute(statement, params).all()
         return [self.decode(row) for row in rows]
@@ -274,18 +283,9 @@ class EventStore:
     # -- input checks --------------------------------------------------------
 
     def check_stream_id(self, stream_id: object) -> None:
-        """Raise :class:`~cqrs.errors.InvalidStreamId` unless ``stream_id`` is usable."""
-        if not isinstance(stream_id, str):
-            raise errors.InvalidStreamId(stream_id, f"is a {type(stream_id).__name__}, not a str")
-        if not stream_id.strip():
-            raise errors.InvalidStreamId(stream_id, "is empty")
-        if len(stream_id) > self.settings.max_id_length:
-            raise errors.InvalidStreamId(
-                stream_id[:40] + "...",
-                f"is {len(stream_id)} characters, over {self.settings.max_id_length}",
-            )
-        if "\x00" in stream_id:
-            raise errors.InvalidStreamId(stream_id, "contains a NUL character")
+        """Raise :class:`~cqrs.errors.InvalidStreamId` unless ``stream_id`` is usable
+        (the rules: ``cqrs.store.validation.name_problem``)."""
+        validation.check_stream_id(stream_id, self.settings)
 
     @staticmethod
     def _check_expected(expected: object) -> Expected:

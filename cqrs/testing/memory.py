@@ -33,6 +33,7 @@ from cqrs.config import Settings
 from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry
+from cqrs.store import validation
 from cqrs.store.event_store import EventStore, StreamInfo, default_stream_type
 from cqrs.store.expected import ANY, AppendResult, Expected, holds
 
@@ -164,7 +165,10 @@ class InMemoryEventStore(EventStore):
         """Same contract as :meth:`EventStore.append`."""
         self.check_stream_id(stream_id)
         expected = self._check_expected(expected_version)
+        validation.check_append(events, self.settings, stream_type=stream_type, metadata=metadata)
         batch = self._encode(events, metadata)
+        validation.check_event_types(batch.types, self.settings)
+        validation.check_version_room(stream_id, expected, len(batch.ids))
 
         def run(tx: MemoryTransaction) -> AppendResult:
             log = tx.log
@@ -180,6 +184,8 @@ class InMemoryEventStore(EventStore):
                     return done
             if not holds(expected, actual) or (info is not None and info.archived):
                 raise _refused(stream_id, expected, info)
+            if info is not None and info.version + len(batch.ids) > validation.INT32_MAX:
+                raise errors.StreamFull(stream_id, info.version, len(batch.ids))
             tx.touch(stream_id)
             if info is None:
                 info = StreamInfo(
@@ -217,6 +223,7 @@ class InMemoryEventStore(EventStore):
 
     def archive(self, executor: Any, stream_id: str, *, archived: bool = True) -> None:
         """Mark a stream archived (it takes no more events) or take the mark off."""
+        validation.check_stream_id_to_read(stream_id, self.settings)
 
         def run(tx: MemoryTransaction) -> None:
             info = tx.log.streams.get(stream_id)
@@ -231,6 +238,7 @@ class InMemoryEventStore(EventStore):
 
     def stream_info(self, executor: Any, stream_id: str) -> StreamInfo | None:
         """The stream's row, or ``None`` when it does not exist."""
+        validation.check_stream_id_to_read(stream_id, self.settings)
         return self._run(executor, lambda tx: tx.log.streams.get(stream_id))
 
     def read_stream(
@@ -242,6 +250,7 @@ class InMemoryEventStore(EventStore):
         to_version: int | None = None,
     ) -> list[RecordedEvent[Event]]:
         """Same contract as :meth:`EventStore.read_stream`."""
+        validation.check_read_stream(stream_id, from_version, to_version, self.settings)
 
         def run(tx: MemoryTransaction) -> list[Row]:
             rows = tx.log.stream_rows.get(stream_id)
@@ -261,7 +270,8 @@ class InMemoryEventStore(EventStore):
         types: Iterable[str] | None = None,
     ) -> list[RecordedEvent[Event]]:
         """Same contract as :meth:`EventStore.read_all`: committed events after ``after``."""
-        wanted = None if types is None else set(types)
+        checked = validation.check_read_all(after, limit, types, self.settings)
+        wanted = None if checked is None else set(checked)
 
         def run(tx: MemoryTransaction) -> list[Row]:
             found: list[Row] = []
