@@ -39,6 +39,19 @@ def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
         raise ConfigurationError(f"Settings.{attribute.name} must be positive, got {value}")
 
 
+MAX_NESTING_DEPTH = 200
+"""The deepest ``max_nesting_depth`` allowed: the JSON codec recurses once (or more)
+per level, and Python's default recursion limit is 1000."""
+
+
+def _nesting(_: object, __: object, value: int) -> None:
+    if not 1 <= value <= MAX_NESTING_DEPTH:
+        raise ConfigurationError(
+            f"Settings.max_nesting_depth must be from 1 to {MAX_NESTING_DEPTH} (deeper "
+            f"structures exhaust Python's recursion limit while encoding), got {value}"
+        )
+
+
 def _partitioning(_: object, __: object, value: str) -> None:
     if value not in ("range", "hash"):
         raise ConfigurationError(
@@ -87,7 +100,7 @@ class Settings:
     max_payload_bytes: int = attrs.field(default=1_000_000, validator=_positive)
     max_type_length: int = attrs.field(default=200, validator=_positive)
     max_command_id_length: int = attrs.field(default=200, validator=_positive)
-    max_nesting_depth: int = attrs.field(default=100, validator=_positive)
+    max_nesting_depth: int = attrs.field(default=100, validator=_nesting)
     max_read_limit: int = attrs.field(default=10_000, validator=_positive)
     notify_channel: str = "cqrs_events"
 

@@ -247,33 +247,46 @@ def check_depth(value: object, limit: int, what: str) -> None:
 
 def check_metadata(metadata: object, settings: Settings, what: str = "metadata") -> None:
     """Raise :class:`~cqrs.errors.InvalidMetadata` unless ``metadata`` is ``None`` or a
-    mapping with str keys whose strings are UTF-8 text, nested within the depth limit."""
+    mapping with str keys whose strings are UTF-8 text, nested within the depth limit
+    (else :class:`~cqrs.errors.PayloadTooDeep`)."""
     if metadata is None:
         return
     if not isinstance(metadata, Mapping):
         raise errors.InvalidMetadata(f"{what} is a {type(metadata).__name__}, not a mapping")
-    if not metadata:
+    for key, value in metadata.items():  # the common case: flat, ASCII, str keys
+        if type(key) is not str or not key.isascii() or type(value) not in _LEAVES:
+            break
+        if type(value) is str and not value.isascii():
+            break
+    else:
         return
-    check_depth(metadata, settings.max_nesting_depth, f"event {what}")
-    stack: list[Any] = [metadata]
+    limit = settings.max_nesting_depth
+    stack: list[tuple[Any, int]] = [(metadata, 1)]
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
+        item, depth = stack.pop()
+        if type(item) is str:
             if not item.isascii() and sendable_problem(item, len(item)) is not None:
                 raise errors.InvalidMetadata(
                     f"{what} holds {item[:40]!r}, which contains a lone surrogate"
                 )
-        elif isinstance(item, Mapping):
-            for key, value in item.items():
+            continue
+        if isinstance(item, Mapping):
+            for key in item:
                 if not isinstance(key, str):
                     raise errors.InvalidMetadata(
-                        f"{what} has the key {key!r}, a {type(key).__name__}; keys must be str "
-                        "(JSON would silently turn it into a string)"
+                        f"{what} has the key {key!r}, a {type(key).__name__}; keys must be "
+                        "str (JSON would silently turn it into a string)"
                     )
-                stack.append(key)
-                stack.append(value)
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            stack.extend(item)
+                stack.append((key, depth))
+        children = _children(item)
+        if children is None:
+            continue
+        for child in children:
+            if type(child) in _LEAVES and type(child) is not str:
+                continue
+            if depth >= limit and type(child) is not str:
+                raise errors.PayloadTooDeep(f"event {what}", limit)
+            stack.append((child, depth + 1))
 
 
 def check_append(
