@@ -116,7 +116,9 @@ class EventStore:
         """
         self.check_stream_id(stream_id)
         expected = self._check_expected(expected_version)
-        validation.check_append(events, self.settings, stream_type=stream_type, metadata=metadata)
+        events = validation.check_append(
+            events, self.settings, stream_type=stream_type, metadata=metadata
+        )
         batch = self._encode(events, metadata)
         validation.check_event_types(batch.types, self.settings)
         validation.check_version_room(stream_id, expected, len(batch.ids))
@@ -184,7 +186,7 @@ class EventStore:
 
     def archive(self, executor: Executor, stream_id: str, *, archived: bool = True) -> None:
         """Mark a stream archived (it takes no more events) or take the mark off."""
-        validation.check_stream_id_to_read(stream_id, self.settings)
+        validation.check_archive(stream_id, archived, self.settings)
         row = connection_of(executor).execute(
             sql.SET_ARCHIVED, {"sid": stream_id, "archived": archived}
         )

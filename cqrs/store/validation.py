@@ -290,19 +290,28 @@ def check_metadata(metadata: object, settings: Settings, what: str = "metadata")
 
 
 def check_append(
-    events: Sequence[Event | NewEvent[Event]],
+    events: Iterable[Event | NewEvent[Event]],
     settings: Settings,
     *,
     stream_type: object = None,
     metadata: object = None,
-) -> None:
+) -> Sequence[Event | NewEvent[Event]]:
     """Everything about an append's arguments that can be checked without encoding:
-    the stream type, the shared and per-event metadata, the payloads' depth."""
+    the stream type, the shared and per-event metadata, the payloads' depth.
+
+    Answers ``events`` as a sequence (a generator is read once, here).
+    """
     if stream_type is not None:
         check_type_name("stream type", stream_type, settings)
     check_metadata(metadata, settings)
     if isinstance(events, (Event, NewEvent)):
-        return  # EventStore's own check explains that a list is expected
+        return events  # type: ignore[return-value]  # the store explains: a list is expected
+    if not isinstance(events, (list, tuple)):
+        if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
+            raise errors.InvalidInput(
+                f"append takes a list of events, got {type(events).__name__}; pass [event, ...]"
+            )
+        events = list(events)
     depth = settings.max_nesting_depth
     for item in events:
         if isinstance(item, NewEvent):
@@ -310,6 +319,7 @@ def check_append(
             item = item.event
         if isinstance(item, Event):
             check_depth(item, depth, f"event {type(item).__qualname__}")
+    return events
 
 
 def check_event_types(types: Iterable[str], settings: Settings) -> None:
@@ -357,11 +367,23 @@ def check_read_stream(
         _version("to_version", to_version)
 
 
+def _position_fits(position: Position) -> bool:
+    xid, pos = position.transaction_id, position.global_position
+    return type(xid) is int and type(pos) is int and 0 <= xid < 2**64 and 0 <= pos < 2**63
+
+
+def check_archive(stream_id: object, archived: object, settings: Settings) -> None:
+    """The arguments of ``archive``."""
+    check_stream_id_to_read(stream_id, settings)
+    if not isinstance(archived, bool):
+        raise errors.InvalidInput(f"archive(archived=...) takes True or False, got {archived!r}")
+
+
 def check_read_all(
     after: object, limit: object, types: Iterable[str] | None, settings: Settings
 ) -> list[str] | None:
     """The arguments of ``read_all``; answers ``types`` as a list (or ``None``)."""
-    if not isinstance(after, Position):
+    if not isinstance(after, Position) or not _position_fits(after):
         raise errors.InvalidReadRange(
             f"read_all(after=...) takes a Position, got {after!r}; pass the position of the "
             "last event read (or Position.parse(token) for a token)"

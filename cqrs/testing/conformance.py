@@ -298,6 +298,9 @@ _HOSTILE: list[Any] = [
         errors.InvalidMetadata,
         id="own-meta-list",
     ),
+    pytest.param(_append(events=5), errors.InvalidInput, id="events-int"),
+    pytest.param(_append(events="abc"), errors.InvalidInput, id="events-str"),
+    pytest.param(_append(events={"a": Noted(1)}), errors.InvalidInput, id="events-dict"),
     # versions
     pytest.param(_append(expected_version=2**31 - 1), errors.StreamFull, id="version-room"),
     # reads
@@ -334,6 +337,21 @@ _HOSTILE: list[Any] = [
     pytest.param(lambda h, s, tx: s.read_all(tx, limit="9"), errors.InvalidReadRange, id="ra-str"),
     pytest.param(
         lambda h, s, tx: s.read_all(tx, after="1:2"), errors.InvalidReadRange, id="ra-tok"
+    ),
+    pytest.param(
+        lambda h, s, tx: s.read_all(tx, after=Position(-1, 0)),
+        errors.InvalidReadRange,
+        id="ra-negative-xid",
+    ),
+    pytest.param(
+        lambda h, s, tx: s.read_all(tx, after=Position(0, 2**63)),
+        errors.InvalidReadRange,
+        id="ra-huge-position",
+    ),
+    pytest.param(
+        lambda h, s, tx: s.archive(tx, "s-1", archived="no"),
+        errors.InvalidInput,
+        id="archive-not-bool",
     ),
     pytest.param(
         lambda h, s, tx: s.read_all(tx, types="conformance.noted"),
@@ -604,6 +622,12 @@ class EventStoreConformance:
         assert self.versions(h, store, "s-1") == [1, 2]
         with h.transaction() as tx:
             assert [e.stream_id for e in store.read_all(tx)] == ["s-1", "s-1"]
+
+    def test_a_generator_of_events_is_read_once(self, h: StoreHarness, store: EventStore) -> None:
+        result = self.append(h, store, "s-1", (Noted(i) for i in range(3)))  # type: ignore[arg-type]
+        assert result.appended == 3
+        with h.transaction() as tx:
+            assert [e.event for e in store.read_stream(tx, "s-1")] == [Noted(0), Noted(1), Noted(2)]
 
     def test_limits_come_from_settings(self, h: StoreHarness) -> None:
         tight = Settings(max_type_length=20, max_nesting_depth=3, max_read_limit=2)
