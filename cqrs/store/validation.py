@@ -226,6 +226,15 @@ def _children(value: Any) -> Iterable[Any] | None:
     return None
 
 
+def _flat(value: object) -> bool:
+    """Whether ``value`` is an attrs object whose fields all hold scalars (most events)."""
+    names = _field_names(type(value))
+    if names is None:
+        return False
+    leaves = _LEAVES
+    return all(type(getattr(value, name)) in leaves for name in names)
+
+
 def check_depth(value: object, limit: int, what: str) -> None:
     """Raise :class:`~cqrs.errors.PayloadTooDeep` when ``value`` nests more than ``limit``
     levels of dicts, lists, tuples, sets or attrs objects (a cycle never ends, so it
@@ -317,14 +326,14 @@ def check_append(
         if isinstance(item, NewEvent):
             check_metadata(item.metadata, settings, "NewEvent.metadata")
             item = item.event
-        if isinstance(item, Event):
+        if isinstance(item, Event) and not _flat(item):
             check_depth(item, depth, f"event {type(item).__qualname__}")
     return events
 
 
 def check_event_types(types: Iterable[str], settings: Settings) -> None:
     """Every encoded event type name is usable (see :func:`check_type_name`)."""
-    for name in types:
+    for name in set(types):
         check_type_name("event type", name, settings)
 
 

@@ -306,3 +306,29 @@ def test_errors_that_are_not_outages_pass_through(cqrs_engine: Engine) -> None:
         bus.execute(PlaceOrder("o-1", "c-1", Decimal(1)), session)
     assert not isinstance(info.value, DatabaseUnavailable)
     assert "division by zero" in str(info.value)
+
+
+# -- the same under asyncio -------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_asyncio_connection_refused_is_retried_then_typed(
+    closed_port_engine: Engine,
+) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from cqrs.commands.asyncio import dispatch_async
+
+    url = closed_port_engine.url.render_as_string(hide_password=False)
+    engine = create_async_engine(url)
+    bus = Bus(middleware=[RetryOnUnavailable(attempts=2, base_delay=0.01)])
+    try:
+        async with AsyncSession(engine) as session:
+            with pytest.raises(DatabaseUnavailable) as info:
+                await dispatch_async(
+                    bus.bus, PlaceOrder("o-1", "c-1", Decimal(5)), session, command_id="cmd-1"
+                )
+    finally:
+        await engine.dispose()
+    assert isinstance(info.value.__cause__, OperationalError)
+    assert bus.runs == 0
