@@ -102,12 +102,37 @@ def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
         raise ConfigurationError(f"Settings.{attribute.name} must be positive, got {value}")
 
 
+MAX_NESTING_DEPTH = 200
+"""The deepest ``max_nesting_depth`` allowed: the JSON codec recurses once (or more)
+per level, and Python's default recursion limit is 1000."""
+
+
+def _nesting(_: object, __: object, value: int) -> None:
+    if not 1 <= value <= MAX_NESTING_DEPTH:
+        raise ConfigurationError(
+            f"Settings.max_nesting_depth must be from 1 to {MAX_NESTING_DEPTH} (deeper "
+            f"structures exhaust Python's recursion limit while encoding), got {value}"
+        )
+
+
 def _partitioning(_: object, __: object, value: str) -> None:
     if value not in ("range", "hash"):
         raise ConfigurationError(
             f"Settings.partitioning must be 'range' (monthly, on recorded_at) "
             f"or 'hash' (on stream_id), got {value!r}"
         )
+
+
+_INT_SETTINGS = (
+    "hash_partitions",
+    "months_ahead",
+    "max_id_length",
+    "max_payload_bytes",
+    "max_type_length",
+    "max_command_id_length",
+    "max_nesting_depth",
+    "max_read_limit",
+)
 
 
 @attrs.frozen
@@ -120,6 +145,14 @@ class Settings:
     partitions upkeep keeps ready. ``notify_channel`` is the ``LISTEN``/``NOTIFY``
     channel of the wake-up hint (at most 63 bytes, PostgreSQL's identifier limit).
     The ``repr`` masks the database URL's password.
+
+    The input limits (checked before anything is sent, ``cqrs.store.validation``):
+    ``max_id_length`` (stream ids, in characters), ``max_type_length`` (event and
+    stream type names), ``max_command_id_length``, ``max_payload_bytes`` (an
+    event's JSON payload plus metadata), ``max_nesting_depth`` (levels of dicts,
+    lists and attrs objects in a payload or metadata) and ``max_read_limit``
+    (the largest ``read_all(limit=...)``). Each is read by :meth:`from_env` from
+    ``CQRS_<NAME>`` (``CQRS_MAX_TYPE_LENGTH``, ...).
     """
 
     database_url: str | None = attrs.field(
@@ -130,6 +163,10 @@ class Settings:
     months_ahead: int = attrs.field(default=3, validator=_positive)
     max_id_length: int = attrs.field(default=200, validator=_positive)
     max_payload_bytes: int = attrs.field(default=1_000_000, validator=_positive)
+    max_type_length: int = attrs.field(default=200, validator=_positive)
+    max_command_id_length: int = attrs.field(default=200, validator=_positive)
+    max_nesting_depth: int = attrs.field(default=100, validator=_nesting)
+    max_read_limit: int = attrs.field(default=10_000, validator=_positive)
     notify_channel: str = attrs.field(default=DEFAULT_NOTIFY_CHANNEL, validator=_notify_channel)
 
     @classmethod
@@ -143,7 +180,7 @@ class Settings:
             kwargs["partitioning"] = value
         if value := env.get("CQRS_NOTIFY_CHANNEL"):
             kwargs["notify_channel"] = value
-        for name in ("hash_partitions", "months_ahead", "max_id_length", "max_payload_bytes"):
+        for name in _INT_SETTINGS:
             if raw := env.get(f"CQRS_{name.upper()}"):
                 try:
                     kwargs[name] = int(raw)

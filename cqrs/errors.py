@@ -11,11 +11,21 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
     │   └── AsyncBindError            cqrs-async-bind
     ├── InvalidInput                  cqrs-input
     │   ├── InvalidStreamId           cqrs-stream-id
-    │   └── PayloadTooLarge           cqrs-payload-size
+    │   ├── PayloadTooLarge           cqrs-payload-size
+    │   ├── InvalidTypeName           cqrs-type-name
+    │   ├── InvalidAggregateId        cqrs-aggregate-id
+    │   ├── InvalidCommandId          cqrs-command-id
+    │   ├── InvalidMetadata           cqrs-metadata
+    │   ├── PayloadTooDeep            cqrs-payload-depth
+    │   └── InvalidReadRange          cqrs-read-range
     ├── ConcurrencyError              cqrs-concurrency
     │   ├── TransactionConflict       cqrs-transaction-conflict
     │   ├── AppendOrderConflict       cqrs-append-order
-    │   └── AppendRefused             cqrs-append-refused
+    │   ├── AppendRefused             cqrs-append-refused
+    │   └── StreamAlreadyExists       cqrs-stream-exists
+    ├── StreamFull                    cqrs-stream-full
+    ├── DatabaseUnavailable           cqrs-database-unavailable
+    │   └── CommitOutcomeUnknown      cqrs-commit-unknown
     ├── DuplicateEventError           cqrs-duplicate-event
     ├── StreamNotFound                cqrs-stream-not-found
     ├── StreamArchived                cqrs-stream-archived
@@ -638,3 +648,159 @@ def _some(versions: list[int], limit: int = 20) -> str:
         return ""
     shown = ", ".join(map(str, versions[:limit]))
     return f"[{shown}{', ...' if len(versions) > limit else ''}]"
+
+
+class InvalidTypeName(InvalidInput):
+    """An event type or stream type name that is not a string, is blank or invisible,
+    holds a control character or a lone surrogate, or is over ``Settings.max_type_length``."""
+
+    code = "cqrs-type-name"
+
+    def __init__(self, kind: str, name: object, reason: str) -> None:
+        super().__init__(
+            f"invalid {kind} {_shown(name)}: {reason}; use a short printable name "
+            "(letters, digits, dots, dashes) within Settings.max_type_length"
+        )
+        self.kind = kind
+        self.name = name
+
+
+class InvalidAggregateId(InvalidInput):
+    """An aggregate id given to a ``Repository`` that is not a usable string."""
+
+    code = "cqrs-aggregate-id"
+
+    def __init__(self, aggregate: str, id: object, reason: str) -> None:
+        super().__init__(
+            f"invalid {aggregate} id {_shown(id)}: {reason}; pass the aggregate's id as a "
+            "non-empty printable str (convert numbers and UUIDs with str())"
+        )
+        self.aggregate = aggregate
+        self.id = id
+
+
+class InvalidCommandId(InvalidInput):
+    """A command id that is not a usable string, or is over ``Settings.max_command_id_length``."""
+
+    code = "cqrs-command-id"
+
+    def __init__(self, command_id: object, reason: str) -> None:
+        super().__init__(
+            f"invalid command id {_shown(command_id)}: {reason}; use a non-empty printable "
+            "string within Settings.max_command_id_length (a UUID is a good command id)"
+        )
+        self.command_id = command_id
+
+
+class InvalidMetadata(InvalidInput):
+    """Event metadata that is not a mapping with string keys, or holds text that is not UTF-8."""
+
+    code = "cqrs-metadata"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"invalid event metadata: {reason}; pass a dict with str keys and JSON values "
+            "(str, int, float, bool, None, lists and dicts of them)"
+        )
+
+
+class PayloadTooDeep(InvalidInput):
+    """A payload or metadata nested deeper than ``Settings.max_nesting_depth`` (or a cycle)."""
+
+    code = "cqrs-payload-depth"
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(
+            f"{what} is nested more than {limit} levels deep (or refers to itself); flatten "
+            "it (store a tree as a list of nodes with parent ids), or raise "
+            "Settings.max_nesting_depth"
+        )
+        self.what = what
+        self.limit = limit
+
+
+class InvalidReadRange(InvalidInput):
+    """A read argument out of range: a limit, a version or a position."""
+
+    code = "cqrs-read-range"
+
+
+class StreamAlreadyExists(ConcurrencyError):
+    """An aggregate was created (``Repository.create``) with an id whose stream exists.
+
+    Not retried by ``RetryOnConflict``: running the command again cannot help.
+    """
+
+    code = "cqrs-stream-exists"
+
+    def __init__(self, stream_id: str, actual: int | None, aggregate: str = "stream") -> None:
+        CqrsError.__init__(
+            self,
+            f"{aggregate} stream {stream_id!r} already exists (version {actual}); load it "
+            "with Repository.get() (or get_or_none()) instead of create(), or pick a new id",
+        )
+        self.stream_id = stream_id
+        self.expected: object = 0
+        self.actual = actual
+
+
+class StreamFull(CqrsError):
+    """Appending would take a stream's version past 2,147,483,647, the largest it can hold."""
+
+    code = "cqrs-stream-full"
+
+    def __init__(self, stream_id: str, version: int | None, count: int) -> None:
+        super().__init__(
+            f"stream {stream_id!r} is at version {version}; {count} more event(s) would pass "
+            "2147483647, the largest stream version; archive it and continue in a new "
+            "stream (a snapshot or a summary event carries the state over)"
+        )
+        self.stream_id = stream_id
+        self.version = version
+        self.count = count
+
+
+class DatabaseUnavailable(CqrsError):
+    """PostgreSQL could not be reached or dropped the connection (refused, shut down,
+    starting up, terminated). The cause is the driver's error (``__cause__``).
+
+    The command bus retries a command after this when running it again is safe
+    (``cqrs.commands.RetryOnUnavailable``).
+    """
+
+    code = "cqrs-database-unavailable"
+
+    def __init__(self, detail: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(
+            f"the database is unavailable ({detail}); nothing of this transaction was "
+            "committed; check that PostgreSQL is up and reachable at the configured URL, "
+            "then run the command again (the command bus retries for you)"
+        )
+        self.detail = detail
+        self.sqlstate = sqlstate
+
+
+class CommitOutcomeUnknown(DatabaseUnavailable):
+    """The connection died during COMMIT: the transaction may or may not have committed.
+
+    For a command with a command id the bus finds out from ``processed_commands``
+    and retries only when it did not commit; without one it cannot tell.
+    """
+
+    code = "cqrs-commit-unknown"
+
+    def __init__(self, detail: str, *, sqlstate: str | None = None) -> None:
+        CqrsError.__init__(
+            self,
+            f"the connection was lost during COMMIT ({detail}), so the transaction may or may "
+            "not have committed; check before running it again, and give commands a "
+            "command_id so the command bus can find out and retry safely",
+        )
+        self.detail = detail
+        self.sqlstate = sqlstate
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``repr`` of ``value``, cut to ``limit`` characters (a 10 MB id stays out of logs)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from cqrs.binds import require_sync
 from cqrs.config import Settings, check_notify_channel
-from cqrs.errors import ProjectionError, ReadModelTimeout
+from cqrs.errors import DatabaseUnavailable, ProjectionError, ReadModelTimeout
 from cqrs.events.model import START, Position
 from cqrs.projections import sql
 from cqrs.projections.batch import (
@@ -54,7 +54,13 @@ CHECKPOINTS = text(
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Connection trouble (retry forever, park nothing) as opposed to a handler failure."""
+    """Connection trouble (retry forever, park nothing) as opposed to a handler failure.
+
+    The command bus reports it as ``DatabaseUnavailable`` (process managers and the
+    inbox dispatch through it).
+    """
+    if isinstance(exc, DatabaseUnavailable):
+        return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, OperationalError | InterfaceError)
