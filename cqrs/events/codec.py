@@ -6,7 +6,6 @@ their offset, UUIDs as strings, enums by value, tuples as lists.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -15,6 +14,7 @@ from typing import Any
 
 import cattrs
 
+from cqrs import jsontext
 from cqrs.errors import SerializationError, UnknownEventType
 from cqrs.events.model import Event
 from cqrs.events.registry import EventRegistry, Payload
@@ -45,9 +45,8 @@ def _decimal(value: Any, _: Any) -> Decimal:
     return Decimal(value) if type(value) is str else Decimal(str(value))
 
 
-# What ``json.dumps(..., separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
-# builds on every call, built once (the same output, a few µs less per event).
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+# The toolkit's JSON convention (cqrs.jsontext): compact, UTF-8 as is, no NaN.
+_encode_json = jsontext.dumps
 
 
 class EventCodec:

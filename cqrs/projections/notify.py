@@ -21,6 +21,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from cqrs.config import Settings
+from cqrs.sqlnames import render
 
 DEFAULT_CHANNEL = Settings().notify_channel
 
@@ -114,8 +115,7 @@ class Listener:
         raw.detach()  # the pool forgets it: it stays LISTENing until close()
         self._driver = driver
         self._driver.autocommit = True
-        quoted = engine.dialect.identifier_preparer.quote(channel)
-        self._driver.execute(f"LISTEN {quoted}")
+        self._driver.execute(render(engine, "LISTEN {channel}", channel=channel))
 
     def wait(self, timeout: float) -> bool:
         """``True`` when a notification came within ``timeout`` seconds."""

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import create_engine, make_url, text
 
 from cqrs.config import normalise_url
+from cqrs.sqlnames import statement
 
 
 def ensure_database(url: str) -> bool:
@@ -31,8 +32,7 @@ def ensure_database(url: str) -> bool:
             ).first()
             if found:
                 return False
-            quoted = conn.dialect.identifier_preparer.quote(name)
-            conn.execute(text(f"CREATE DATABASE {quoted}"))
+            conn.execute(statement(conn, "CREATE DATABASE {name}", name=name))
             return True
     finally:
         admin.dispose()
