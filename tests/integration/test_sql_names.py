@@ -146,7 +146,7 @@ def test_ensure_months_refuses_a_hostile_parent_and_drops_nothing(engine: Engine
         lambda conn: partitions.ensure_months(conn, date(2001, 1, 1), 1, parent=HOSTILE),
         lambda conn: partitions.ensure_hash(conn, 2, parent=HOSTILE),
     ):
-        with engine.begin() as conn, pytest.raises(InvalidInput, match="not a .*partitioned"):
+        with engine.begin() as conn, pytest.raises(InvalidInput, match=r"not a .*partitioned"):
             call(conn)
     assert _tables(engine) == before
     assert "streams" in before
