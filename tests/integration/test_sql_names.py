@@ -157,7 +157,7 @@ def test_ensure_months_quotes_an_odd_parent_name(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(
             text(
-                "CREATE TABLE \"ev\"\"il%s; --\" (LIKE events INCLUDING DEFAULTS) "
+                'CREATE TABLE "ev""il%s; --" (LIKE events INCLUDING DEFAULTS) '
                 "PARTITION BY RANGE (recorded_at)"
             )
         )
