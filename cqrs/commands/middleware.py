@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from cqrs.backoff import delay as backoff_delay
 from cqrs.commands.context import CommandContext, CommandOutcome
 from cqrs.errors import (
     AppendOrderConflict,
@@ -137,8 +138,7 @@ class RetryOnConflict:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """The wait before the run after ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return (rng or random).uniform(0, ceiling)
+        return backoff_delay(attempt, self.base_delay, self.max_delay, (rng or random).uniform)
 
     def __call__(self, ctx: CommandContext, call_next: Next) -> CommandOutcome[Any]:
         for attempt in range(1, self.attempts + 1):

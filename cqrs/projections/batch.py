@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 from sqlalchemy import Connection, Table
 
+from cqrs.errortext import clip, describe
 from cqrs.events.model import START, Position
 from cqrs.projections import sql
 from cqrs.projections.declarative import Projection
@@ -73,14 +74,10 @@ def park(conn: Connection, target: Target, row: Sequence[Any], error: str, attem
         sql.PARK,
         {
             "p": target.checkpoint_name, "s": target.shard, "sid": stream_id, "eid": event_id,
-            "xid": xid, "pos": pos, "version": version, "etype": etype, "err": error[:4000],
+            "xid": xid, "pos": pos, "version": version, "etype": etype, "err": clip(error),
             "attempts": attempts,
         },
     )  # fmt: skip
-
-
-def describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def run_batch(
