@@ -134,7 +134,15 @@ def _attach(
 def ensure_months(
     connection: Connection, first: date, count: int, *, parent: str = PARENT
 ) -> list[str]:
-    """Create the monthly partitions for ``count`` months from ``first``; return the new ones."""
+    """Create the monthly partitions for ``count`` months from ``first``; return the new ones.
+
+    ``parent`` is a table name (quoted, never spliced into the SQL); one that is not a
+    range-partitioned table on the search path raises :class:`~cqrs.errors.InvalidInput`
+    before anything is created.
+
+    >>> ensure_months(conn, date(2026, 11, 1), 2)  # doctest: +SKIP
+    ['events_y2026m11', 'events_y2026m12']
+    """
     _require_parent(connection, parent, "r")
     existing = {p.name for p in list_partitions(connection, parent)}
     created = []
@@ -151,7 +159,10 @@ def ensure_months(
 
 
 def ensure_hash(connection: Connection, modulus: int, *, parent: str = PARENT) -> list[str]:
-    """Create any of the ``modulus`` hash partitions that are missing."""
+    """Create any of the ``modulus`` hash partitions that are missing.
+
+    ``parent`` as for :func:`ensure_months`, but hash-partitioned.
+    """
     _require_parent(connection, parent, "h")
     existing = {p.name for p in list_partitions(connection, parent)}
     created = []
