@@ -63,3 +63,12 @@ def test_sql_names_quote_identifiers_and_render_only_safe_literals() -> None:
     for bad in (1.5, b"x", True, None, dt.datetime(2026, 1, 1)):
         with pytest.raises(TypeError):
             sqlnames.render(PG, "{v}", v=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("module", ["backoff", "errortext", "jsontext", "sqlnames"])
+def test_the_examples_in_the_docstrings_hold(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"cqrs.{module}"))
+    assert result.failed == 0 and result.attempted > 0
