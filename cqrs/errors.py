@@ -13,7 +13,8 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
     │   └── PayloadTooLarge           cqrs-payload-size
     ├── ConcurrencyError              cqrs-concurrency
     │   ├── TransactionConflict       cqrs-transaction-conflict
-    │   └── AppendOrderConflict       cqrs-append-order
+    │   ├── AppendOrderConflict       cqrs-append-order
+    │   └── AppendRefused             cqrs-append-refused
     ├── DuplicateEventError           cqrs-duplicate-event
     ├── StreamNotFound                cqrs-stream-not-found
     ├── StreamArchived                cqrs-stream-archived
@@ -27,6 +28,8 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
     │   └── UnhandledEvent            cqrs-unhandled-event
     ├── CommandError                  cqrs-command
     │   └── HandlerNotFound           cqrs-handler-not-found
+    ├── QueryError                    cqrs-query
+    │   └── QueryHandlerNotFound      cqrs-query-handler-not-found
     ├── ProjectionError               cqrs-projection
     │   └── ReadModelTimeout          cqrs-read-timeout
     ├── RelayError                    cqrs-relay
@@ -189,6 +192,40 @@ class AppendOrderConflict(ConcurrencyError):
         self.last_transaction_id = last_transaction_id
 
 
+class AppendRefused(ConcurrencyError):
+    """A multi-stream append (``EventStore.append_many``) was refused as a whole.
+
+    ``refusals`` maps each refused stream to its own error (``ConcurrencyError``,
+    ``AppendOrderConflict``, ``StreamArchived``); nothing of the call was
+    written. With ``torn``, a stream of the call was created by another
+    transaction after the check: the statement failed and the transaction is
+    aborted. Either way a retry in a fresh transaction sees the streams anew.
+    """
+
+    code = "cqrs-append-refused"
+
+    def __init__(self, refusals: dict[str, CqrsError], *, torn: bool = False) -> None:
+        if torn:
+            what = (
+                "a stream of this append was created by a concurrent transaction after its "
+                "check; nothing was written and the transaction is aborted"
+            )
+        else:
+            what = f"{len(refusals)} streams of this append were refused, nothing was written: " + (
+                "; ".join(err.message for err in refusals.values())
+            )
+        CqrsError.__init__(
+            self,
+            f"{what}; roll back, reload the aggregates and retry the command "
+            "(CommandBus retries this for you)",
+        )
+        self.refusals = refusals
+        self.torn = torn
+        self.stream_id = next(iter(refusals), "")
+        self.expected: object = None
+        self.actual: int | None = None
+
+
 class DuplicateEventError(CqrsError):
     """Some, but not all, of the event ids in an append are already in the stream."""
 
@@ -319,7 +356,7 @@ class CommandError(CqrsError):
 
 
 class HandlerNotFound(CommandError):
-    """A command or query was sent that no handler is registered for."""
+    """A command was sent that no handler is registered for."""
 
     code = "cqrs-handler-not-found"
 
@@ -329,6 +366,25 @@ class HandlerNotFound(CommandError):
             "@bus.handles(...) and make sure its module is imported"
         )
         self.message_type = message_type
+
+
+class QueryError(CqrsError):
+    """Base for query bus errors (a handler registered twice, ...)."""
+
+    code = "cqrs-query"
+
+
+class QueryHandlerNotFound(QueryError):
+    """A query was asked that no handler is registered for."""
+
+    code = "cqrs-query-handler-not-found"
+
+    def __init__(self, query_type: str) -> None:
+        super().__init__(
+            f"no handler is registered for query {query_type}; decorate one with "
+            "@queries.handles(...) and make sure its module is imported"
+        )
+        self.query_type = query_type
 
 
 class ProjectionError(CqrsError):

@@ -15,7 +15,6 @@ from cqrs.projections.dead_letters import (
 )
 from cqrs.projections.declarative import FailurePolicy, Projection, ProjectionContext
 from cqrs.projections.expr import E
-from cqrs.projections.inline import InlineProjection
 from cqrs.projections.notify import Notifier, install_notify
 from cqrs.projections.process_manager import ProcessManager
 from cqrs.projections.rebuild import RebuildResult, rebuild
@@ -33,7 +32,6 @@ __all__ = [
     "E",
     "FailurePolicy",
     "HorizonHolder",
-    "InlineProjection",
     "Notifier",
     "ProcessManager",
     "Projection",

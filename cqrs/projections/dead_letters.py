@@ -39,7 +39,7 @@ STREAMS_OF = text(
     "SELECT DISTINCT stream_id, shard FROM dead_letters "
     "WHERE projection = :p AND id = ANY(CAST(:ids AS bigint[]))"
 )
-SHARD_OF = text(
+SHARDS_OF_STREAM = text(
     "SELECT DISTINCT shard FROM dead_letters WHERE projection = :p AND stream_id = :sid"
 )
 PARKED_OF_STREAM = text(
@@ -111,7 +111,7 @@ def retry_dead_letters(
     name = projection.name
     with engine.connect() as conn:
         if stream_id is not None:
-            shards = [r[0] for r in conn.execute(SHARD_OF, {"p": name, "sid": stream_id})]
+            shards = [r[0] for r in conn.execute(SHARDS_OF_STREAM, {"p": name, "sid": stream_id})]
             streams = [(stream_id, s) for s in shards]
         else:
             streams = [tuple(r) for r in conn.execute(STREAMS_OF, {"p": name, "ids": list(ids)})]

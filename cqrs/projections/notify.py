@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from cqrs.config import Settings
+from cqrs.config import DEFAULT_NOTIFY_CHANNEL
 from cqrs.sqlnames import render
 
-DEFAULT_CHANNEL = Settings().notify_channel
+DEFAULT_CHANNEL = DEFAULT_NOTIFY_CHANNEL
 
 
 class Notifier:

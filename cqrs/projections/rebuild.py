@@ -37,7 +37,8 @@ INDEXES = text(
     "WHERE schemaname = current_schema() AND tablename = :t"
 )
 MOVE_PARKED = text(
-    f"UPDATE dead_letters SET projection = :live, shard = {sql.SHARD_OF} WHERE projection = :tmp"
+    f"UPDATE dead_letters SET projection = :live, shard = {sql.shard_expression()} "
+    "WHERE projection = :tmp"
 )
 FORGET = text("DELETE FROM checkpoints WHERE projection = :p")
 FORGET_PARKED = text("DELETE FROM dead_letters WHERE projection = :p")

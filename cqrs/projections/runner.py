@@ -41,7 +41,7 @@ from cqrs.projections.batch import (
 )
 from cqrs.projections.declarative import Projection
 from cqrs.projections.leases import LeaseKeeper
-from cqrs.projections.notify import DEFAULT_CHANNEL, Listener
+from cqrs.projections.notify import Listener
 from cqrs.projections.status import timed_out
 from cqrs.store import partitions
 from cqrs.store.event_store import EventStore
@@ -71,7 +71,8 @@ class ProjectionRunner:
     asks for ahead of time (``None`` turns that off). ``durable=False`` commits
     batches with ``synchronous_commit = off``: lower latency; a database crash
     may then lose the last batches, read-model rows and checkpoint together, and
-    the runner applies them again (effects stay exactly-once).
+    the runner applies them again (effects stay exactly-once). ``channel`` is
+    the wake-up channel to ``LISTEN`` on (default: ``settings.notify_channel``).
     """
 
     def __init__(
@@ -81,7 +82,7 @@ class ProjectionRunner:
         *,
         store: EventStore | None = None,
         poll_interval: float = 0.5,
-        channel: str = DEFAULT_CHANNEL,
+        channel: str | None = None,
         listen: bool = True,
         owner: str | None = None,
         lease_ttl: float = 10.0,
@@ -103,7 +104,6 @@ class ProjectionRunner:
             )
         self.store = store or EventStore(registry=next(iter(registries.values()), None))
         self.poll_interval = poll_interval
-        self.channel = channel
         self.listen = listen
         self.owner = owner or f"runner-{uuid.uuid4().hex[:10]}"
         self.leases = LeaseKeeper(engine, self.owner, lease_ttl)
@@ -111,6 +111,7 @@ class ProjectionRunner:
         self._scans: dict[tuple[str, int], int] = {}  # how far each target reads ahead
         self.durable = durable
         self.settings = settings or Settings()
+        self.channel = channel or self.settings.notify_channel
         self.upkeep_every = upkeep_every
         self._upkeep_at = 0.0
         self.stop = threading.Event()

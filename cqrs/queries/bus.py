@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar, cast
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from cqrs.errors import CommandError, HandlerNotFound
+from cqrs.errors import QueryError, QueryHandlerNotFound
 from cqrs.events.model import Position
 from cqrs.projections.declarative import Projection
 from cqrs.projections.status import wait_for as wait_for_projection
@@ -54,7 +54,7 @@ class QueryBus:
 
         def register(fn: Callable[[Q, Session], R]) -> Callable[[Q, Session], R]:
             if query_type in self._handlers:
-                raise CommandError(
+                raise QueryError(
                     f"{query_type.__name__} already has a handler "
                     f"({self._handlers[query_type].__name__}); register one handler per query"
                 )
@@ -75,7 +75,7 @@ class QueryBus:
         to pass the position (raises :class:`~cqrs.errors.ReadModelTimeout`)."""
         handler = self._handlers.get(type(query))
         if handler is None:
-            raise HandlerNotFound(f"query {type(query).__name__}")
+            raise QueryHandlerNotFound(type(query).__name__)
         with self.sessions() as session:
             if after is not None and wait_for is not None:
                 wait_for_projection(session.connection(), wait_for, after, timeout=timeout)

@@ -31,7 +31,9 @@ ALLOWED_MODULES = {"sqlnames.py"}
 # constants (shared fragments such as the event columns, kept once instead of pasted
 # into each statement): (module, "<module>" or the builder function called only at
 # import with constants). There a piece may be a plain or dotted name (a constant, or
-# the builder's parameter); a call, like any run-time input, never. Keep it short.
+# the builder's parameter) or a call of one with such arguments only (a fragment
+# computed from constants, such as ``rows.select_list("events")``); never run-time
+# input. Keep the list short.
 CONSTANT_BUILDERS = {
     # The append and read statements share their column lists and heads.
     ("store/sql.py", "<module>"),
@@ -60,13 +62,17 @@ def _constant(node: ast.expr) -> bool:
 
 
 def _pieces_are_names(node: ast.expr) -> bool:
-    """Whether every run-time piece of ``node`` is a constant, a name or a dotted name."""
+    """Whether every run-time piece of ``node`` is a constant, a (dotted) name, or a call
+    of a (dotted) name with such arguments only: what a module computes from constants."""
     if isinstance(node, ast.Constant | ast.Name):
         return True
     if isinstance(node, ast.Attribute):
         return _pieces_are_names(node.value)
     if isinstance(node, ast.BinOp):
         return _pieces_are_names(node.left) and _pieces_are_names(node.right)
+    if isinstance(node, ast.Call):
+        arguments = [*node.args, *(k.value for k in node.keywords)]
+        return _pieces_are_names(node.func) and all(_pieces_are_names(a) for a in arguments)
     if isinstance(node, ast.JoinedStr):
         return all(
             isinstance(v, ast.Constant)
