@@ -202,7 +202,7 @@ with every rebuild. SQLAlchemy compiles each statement once per engine (its own
 bounded compiled cache) and reuses it while the statement object is kept here."""
 
 
-def _rows_source(table: Table, columns: Sequence[Column[Any]]) -> TableValuedAlias:
+def _rows_source(columns: Sequence[Column[Any]]) -> TableValuedAlias:
     """``jsonb_to_recordset(CAST(:rows AS JSONB)) AS r(<column> <type>, ...)``."""
     rows = cast(bindparam("rows", type_=Text()), JSONB)
     typed = [column(c.name, c.type) for c in columns]
@@ -236,7 +236,7 @@ def _upsert_statement(table: Table, names: tuple[str, ...]) -> Executable:
             f"upsert into {table.name!r} gives no value for primary key column(s) {missing}; "
             "map every primary key column in .upsert(...)"
         )
-    rows = _rows_source(table, [table.c[name] for name in names])
+    rows = _rows_source([table.c[name] for name in names])
     defaults = _scalar_defaults(table, names)
     values = [rows.c[name] for name in names]
     values += [literal(value, table.c[name].type) for name, value in defaults.items()]
@@ -255,7 +255,7 @@ def _upsert_statement(table: Table, names: tuple[str, ...]) -> Executable:
 def _delete_statement(table: Table) -> Executable:
     """``DELETE FROM table USING jsonb_to_recordset(...) r WHERE pk = r.pk``."""
     pk = list(table.primary_key.columns)
-    rows = _rows_source(table, pk)
+    rows = _rows_source(pk)
     return delete(table).where(and_(*(c == rows.c[c.name] for c in pk)))
 
 
