@@ -19,6 +19,7 @@ from sqlalchemy import Connection, text
 from cqrs.config import Settings
 from cqrs.errors import ConfigurationError
 from cqrs.migrations import ops
+from cqrs.sqlnames import quote, statement
 from cqrs.store import partitions
 
 
@@ -95,40 +96,43 @@ def child_index_name(index_name: str, partition: str) -> str:
 
 @Operations.implementation_for(ops.CreateIndexOnPartitionedOp)
 def create_index_on_partitioned(operations: Operations, op: ops.CreateIndexOnPartitionedOp) -> None:
-    prep = _bind(operations, "create_index_on_partitioned").dialect.identifier_preparer
-    columns = ", ".join(prep.quote(c) for c in op.columns)
+    bind = _bind(operations, "create_index_on_partitioned")
+    # One {c0}, {c1}, ... field per column: each is quoted as an identifier.
+    columns = {f"c{i}": name for i, name in enumerate(op.columns)}
+    fields = ", ".join(f"{{{field}}}" for field in columns)
     unique = "UNIQUE " if op.unique else ""
-    table, parent_index = prep.quote(op.table_name), prep.quote(op.index_name)
+    on_parent = f"CREATE {unique}INDEX IF NOT EXISTS {{index}} ON ONLY {{table}} ({fields})"
+    on_child = f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {{child}} ON {{table}} ({fields})"
     with _outside_transaction(operations, "create_index_on_partitioned"):
         conn = operations.get_bind()
         conn.execute(
-            text(f"CREATE {unique}INDEX IF NOT EXISTS {parent_index} ON ONLY {table} ({columns})")
+            statement(conn, on_parent, index=op.index_name, table=op.table_name, **columns)
         )
         children = [p.name for p in partitions.list_partitions(conn, op.table_name)]
         for partition in children:
             child = child_index_name(op.index_name, partition)
             valid = conn.execute(
                 text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:i)"),
-                {"i": prep.quote(child)},
+                {"i": quote(bind, child)},
             ).scalar_one_or_none()
             if valid is False:  # left behind by an interrupted CREATE INDEX CONCURRENTLY
-                conn.execute(text(f"DROP INDEX CONCURRENTLY {prep.quote(child)}"))
-            conn.execute(
-                text(
-                    f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {prep.quote(child)} "
-                    f"ON {prep.quote(partition)} ({columns})"
-                )
-            )
+                conn.execute(statement(conn, "DROP INDEX CONCURRENTLY {child}", child=child))
+            conn.execute(statement(conn, on_child, child=child, table=partition, **columns))
             attached = conn.execute(
                 text(
                     "SELECT 1 FROM pg_inherits "
                     "WHERE inhrelid = to_regclass(:c) AND inhparent = to_regclass(:p)"
                 ),
-                {"c": prep.quote(child), "p": parent_index},
+                {"c": quote(bind, child), "p": quote(bind, op.index_name)},
             ).first()
             if attached is None:
                 conn.execute(
-                    text(f"ALTER INDEX {parent_index} ATTACH PARTITION {prep.quote(child)}")
+                    statement(
+                        conn,
+                        "ALTER INDEX {index} ATTACH PARTITION {child}",
+                        index=op.index_name,
+                        child=child,
+                    )
                 )
 
 
