@@ -26,7 +26,7 @@ from sqlalchemy import Engine, MetaData, NullPool, create_engine, text
 
 from cqrs import embedded
 from cqrs.config import Settings, normalise_url
-from cqrs.migrations.commands import upgrade
+from cqrs.migrations.standalone import upgrade
 
 
 def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
