@@ -200,7 +200,7 @@ def route_revisions(
             "(letters, digits and _, not starting with a digit)"
         )
     for directive in directives:
-        if branch and directive.head == "head":
+        if branch and directive.head in (None, "head"):  # None: no --head given
             if branch in _branch_labels(script):
                 directive.head = f"{branch}@head"
             else:
@@ -220,11 +220,11 @@ def _refuse_toolkit_target(
     """Refuse a revision that Alembic would write into the toolkit's own branch."""
     if directive.version_path is not None:
         targets = [str(directive.version_path)]
-    elif directive.head in (None, "base"):
+    elif directive.head == "base":
         return
     else:
         try:
-            heads = script.get_revisions(directive.head)
+            heads = script.get_revisions(directive.head or "head")
         except Exception:  # Alembic reports a bad --head (or "Multiple heads") itself
             return
         targets = [os.path.dirname(rev.path) for rev in heads if rev is not None]
@@ -235,7 +235,7 @@ def _refuse_toolkit_target(
             else f"set {BRANCH_OPTION} = <your branch> in alembic.ini (or run `cqrs alembic wire`)"
         )
         raise for_alembic(ConfigurationError)(
-            f"a new revision on {directive.head!r} would be written into the installed "
+            f"a new revision on {directive.head or 'head'!r} would be written into the installed "
             f"toolkit's migrations ({VERSIONS}), where an upgrade of the package loses it; "
             f"drop --head/--version-path and {hint}"
         )
