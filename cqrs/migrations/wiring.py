@@ -210,9 +210,14 @@ def _is_toolkit(entry: str, here: Path) -> bool:
     return os.path.realpath(os.path.join(here, path)) == os.path.realpath(VERSIONS)
 
 
-def _wire_ini(ini: _Ini, here: Path, branch: str, models: str | None) -> list[str]:
+def _wire_ini(
+    ini: _Ini, here: Path, branch: str, models: str | None, new_alembic: bool | None = None
+) -> list[str]:
+    """Patch the ``[alembic]`` section; ``new_alembic``: whether Alembic 1.16+ reads it
+    (``path_separator``), default the installed one."""
     changes: list[str] = []
-    new_alembic = _alembic_at_least(1, 16)
+    if new_alembic is None:
+        new_alembic = _alembic_at_least(1, 16)
     key = "path_separator" if new_alembic else "version_path_separator"
     raw_path_sep = _strip_comment(ini.get("path_separator"))
     raw_version_sep = _strip_comment(ini.get("version_path_separator"))
@@ -416,7 +421,14 @@ def wire(
         raise _refuse(f"{ini_path} does not exist; run `alembic init DIR` (or `cqrs alembic init`)")
     here = ini_path.parent
     document = _Ini(ini_path.read_text(), section)
-    label = branch or document.get(BRANCH_OPTION) or default_branch(here)
+    named = document.get(BRANCH_OPTION)
+    if branch and named and branch != named:
+        raise _refuse(
+            f"{ini_path} already names the branch {named!r} ({BRANCH_OPTION}), and your "
+            f"revisions carry that label; to start a new branch {branch!r} instead, edit "
+            f"{BRANCH_OPTION} by hand"
+        )
+    label = branch or named or default_branch(here)
     if not BRANCH_LABEL.match(label) or label == TOOLKIT_BRANCH:
         raise _refuse(
             f"branch label {label!r} cannot be used: pick a name like 'shop' (letters, digits "
