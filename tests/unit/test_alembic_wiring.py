@@ -5,6 +5,7 @@ writes, patched once, the same on a second run, for the Alembic that reads them 
 from __future__ import annotations
 
 import configparser
+import re
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,23 @@ def test_the_command_prints_what_it_changed(
     assert '"branch": "shop"' in report and "cqrs_branch = shop" in report
     assert main(["alembic", "wire"]) == 0
     assert "wired already (branch shop)" in capsys.readouterr().out
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/guides/operations.md"])
+def test_the_docs_show_the_lines_wire_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str
+) -> None:
+    """The ini lines the docs tell a user to add are the ones ``wire`` writes."""
+    text = (ROOT / page).read_text()
+    block = re.search(r"```ini\n(version_locations = .*?)```", text, re.DOTALL)
+    assert block, f"{page} lost its alembic.ini block"
+    shown = [re.sub(r"\s+#.*$", "", line) for line in block.group(1).splitlines()]
+    monkeypatch.chdir(tmp_path)
+    wiring.init("alembic", branch="shop", models="shop.models:Base")
+    written = (tmp_path / "alembic.ini").read_text().splitlines()
+    if not wiring._alembic_at_least(1, 16):  # the 1.13 template's relative script_location
+        shown = [line.replace("%(here)s/alembic/versions", "alembic/versions") for line in shown]
+    assert set(shown) <= set(written), (shown, written)
