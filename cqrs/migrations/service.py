@@ -78,7 +78,9 @@ def migration_settings(config: Config | None = None) -> Settings:
         config = context.config
     base = config.attributes.get("cqrs_settings")
     if base is not None and not isinstance(base, Settings):
-        raise ConfigurationError("config.attributes['cqrs_settings'] must be a cqrs Settings")
+        raise for_alembic(ConfigurationError)(
+            "config.attributes['cqrs_settings'] must be a cqrs Settings"
+        )
     settings = base or Settings.from_env()
     xargs = x_arguments(config)
     changes: dict[str, Any] = {}
@@ -89,24 +91,33 @@ def migration_settings(config: Config | None = None) -> Settings:
         try:
             changes[key.removeprefix("cqrs_")] = kind(value)
         except ValueError:
-            raise ConfigurationError(f"{key} must be a {kind.__name__}, got {value!r}") from None
-    return attrs.evolve(settings, **changes)
+            raise for_alembic(ConfigurationError)(
+                f"{key} must be a {kind.__name__}, got {value!r}"
+            ) from None
+    try:
+        return attrs.evolve(settings, **changes)
+    except ConfigurationError as exc:  # the ``alembic`` command prints it as FAILED: ...
+        raise for_alembic(ConfigurationError)(exc.message) from None
 
 
 def load_object(spec: str) -> MetaData:
     """``"package.module:attr"`` -> a ``MetaData`` (or a declarative base's metadata)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ConfigurationError(f"models spec {spec!r} must look like 'package.module:Base'")
+        raise for_alembic(ConfigurationError)(
+            f"models spec {spec!r} must look like 'package.module:Base'"
+        )
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"cannot load models {spec!r}: {exc}") from None
+        raise for_alembic(ConfigurationError)(f"cannot load models {spec!r}: {exc}") from None
     metadata = obj if isinstance(obj, MetaData) else getattr(obj, "metadata", None)
     if not isinstance(metadata, MetaData):
-        raise ConfigurationError(f"{spec!r} is neither a MetaData nor a declarative base")
+        raise for_alembic(ConfigurationError)(
+            f"{spec!r} is neither a MetaData nor a declarative base"
+        )
     return metadata
 
 
@@ -229,13 +240,15 @@ def _refuse_toolkit_target(
             return
         targets = [os.path.dirname(rev.path) for rev in heads if rev is not None]
     if any(_toolkit_dir(t) for t in targets):
-        hint = (
-            f"it would go on {branch}@head"
-            if branch
-            else f"set {BRANCH_OPTION} = <your branch> in alembic.ini (or run `cqrs alembic wire`)"
-        )
+        if branch:
+            hint = f"leave out --head/--version-path: it then goes on {branch}@head"
+        else:
+            hint = (
+                f"set {BRANCH_OPTION} = <your branch> in alembic.ini (or run `cqrs alembic "
+                "wire`): it then starts a branch of your own, in your own version folder"
+            )
         raise for_alembic(ConfigurationError)(
-            f"a new revision on {directive.head or 'head'!r} would be written into the installed "
-            f"toolkit's migrations ({VERSIONS}), where an upgrade of the package loses it; "
-            f"drop --head/--version-path and {hint}"
+            f"a new revision on {directive.head or 'head'!r} would be written into the "
+            f"installed toolkit's migrations ({VERSIONS}), where the next upgrade of the "
+            f"package loses it; {hint}"
         )

@@ -254,10 +254,21 @@ def test_offline_sql_refuses_a_catalog_operation_in_one_line(service: Service) -
     assert "FAILED: op.detach_event_partition reads the database's catalog" in said
     assert "cqrs explain cqrs-offline-sql" in said
 
+    # Settings and models that cannot work read the same: one line, no traceback.
+    failed = service.alembic(
+        "-x", "cqrs_partitioning=weekly", "upgrade", "heads", "--sql", code=None
+    )
+    said = failed.stdout + failed.stderr
+    assert "Traceback" not in said and "FAILED:" in said and "weekly" in said, said
+    failed = service.alembic("-x", "models=nowhere:Base", "upgrade", "heads", "--sql", code=None)
+    said = failed.stdout + failed.stderr
+    assert "Traceback" not in said and "cannot load models 'nowhere:Base'" in said, said
+
 
 def test_a_revision_is_never_written_into_the_installed_package(service: Service) -> None:
     """Without ``cqrs_branch`` Alembic would put a service's first revision on top of the
-    toolkit's head, in site-packages; the hook refuses, in one line."""
+    toolkit's head, in site-packages; the hook refuses, in one line, as it refuses an
+    explicit ``--head cqrs@head``."""
     shipped = _toolkit_files()
     service.cqrs("alembic", "init", "alembic", "--models", "shop_models:Base")
     ini = service.path / "alembic.ini"
@@ -268,3 +279,12 @@ def test_a_revision_is_never_written_into_the_installed_package(service: Service
     assert "Traceback" not in said, said
     assert "installed toolkit's migrations" in said and "cqrs_branch" in said
     assert _toolkit_files() == shipped
+
+    service.cqrs("alembic", "wire", "--branch", "shop")
+    failed = service.alembic("revision", "--sql", "--head", "cqrs@head", "-m", "x", code=None)
+    said = failed.stdout + failed.stderr
+    assert "Traceback" not in said and "leave out --head/--version-path" in said, said
+    assert _toolkit_files() == shipped
+    service.alembic("revision", "--sql", "-m", "first")
+    (first,) = service.revisions().values()
+    assert _field(first, "branch_labels") == "('shop',)"
