@@ -28,9 +28,12 @@ toolkit's metadata plus the service's, and adds
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import attrs
 from alembic import __version__ as alembic_version
@@ -254,6 +257,12 @@ def _wire_ini(
         changes.append(f"{key} = {new_sep} (was {old_sep or 'unset'})")
     if ini.set("version_locations", _join(entries, new_sep)):
         changes.append(f"version_locations: {', '.join(entries)}")
+    return changes + _wire_options(ini, branch, models)
+
+
+def _wire_options(ini: _Ini, branch: str, models: str | None) -> list[str]:
+    """``cqrs_branch``, ``cqrs_models`` and ``revision_environment`` in the ini."""
+    changes: list[str] = []
     if ini.set(BRANCH_OPTION, branch, after="version_locations"):
         changes.append(f"{BRANCH_OPTION} = {branch}")
     if models is not None and ini.set("cqrs_models", models, after=BRANCH_OPTION):
@@ -397,6 +406,47 @@ def _wire_env(text: str, path: Path) -> tuple[str, list[str]]:
     return text, changes
 
 
+def _toml_script_location(pyproject: Path) -> str | None:
+    """``[tool.alembic] script_location`` of ``pyproject`` (the pyproject template)."""
+    if not pyproject.is_file():
+        return None
+    try:
+        data = tomllib.loads(pyproject.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise _refuse(f"{pyproject} is not valid TOML ({exc})") from None
+    location = data.get("tool", {}).get("alembic", {}).get("script_location")
+    return location if isinstance(location, str) else None
+
+
+def _wire_pyproject(text: str, here: Path) -> tuple[str, list[str]]:
+    """Add the toolkit's folder to ``[tool.alembic] version_locations`` (a TOML list:
+    no separator to pick)."""
+    section = tomllib.loads(text)["tool"]["alembic"]
+    locations = section.get("version_locations")
+    if locations is not None:
+        if any(_is_toolkit(str(e), here) for e in locations):
+            return text, []
+        raise _refuse(
+            "pyproject.toml's [tool.alembic] lists its own version_locations; add "
+            f'"{TOOLKIT_LOCATION}" after yours by hand'
+        )
+    entries = [f"{str(section['script_location']).rstrip('/')}/versions", TOOLKIT_LOCATION]
+    line = f"version_locations = [{', '.join(json.dumps(e) for e in entries)}]\n"
+    lines = text.splitlines(keepends=True)
+    inside = False
+    for i, current in enumerate(lines):
+        header = _HEADER.match(current)
+        if header is not None:
+            inside = header.group("name").strip() == "tool.alembic"
+        elif inside and re.match(r"^script_location\s*=", current):
+            lines.insert(i + 1, line)
+            return "".join(lines), [f"pyproject.toml: {line.strip()}"]
+    raise _refuse(  # pragma: no cover - tomllib found it, so the line is there
+        "cannot find script_location in pyproject.toml's [tool.alembic]; add "
+        f"version_locations = {entries} by hand"
+    )
+
+
 def default_branch(directory: Path) -> str:
     """A branch label from the service's folder name: ``my-shop`` -> ``my_shop``."""
     label = re.sub(r"[^A-Za-z0-9_]", "_", directory.resolve().name).lower() or "service"
@@ -436,11 +486,17 @@ def wire(
         )
     if models is not None and not re.match(r"^[\w.]+:[\w.]+$", models):
         raise _refuse(f"models {models!r} must look like 'package.module:Base'")
-    ini_changes = _wire_ini(document, here, label, models)
-
-    config = Config(str(ini_path), ini_section=section)
-    script_location = config.get_main_option("script_location")
-    assert script_location is not None
+    pyproject = here / "pyproject.toml"
+    toml_location = None if document.get("script_location") else _toml_script_location(pyproject)
+    pyproject_text = None
+    if toml_location is not None:  # `alembic init -t pyproject` (Alembic 1.16+)
+        pyproject_text, ini_changes = _wire_pyproject(pyproject.read_text(), here)
+        ini_changes += _wire_options(document, label, models)
+        script_location = toml_location.replace("%(here)s", str(here))
+    else:
+        ini_changes = _wire_ini(document, here, label, models)
+        config = Config(str(ini_path), ini_section=section)
+        script_location = config.get_main_option("script_location") or ""
     script_dir = Path(coerce_resource_to_filename(script_location))
     if not script_dir.is_absolute():
         script_dir = Path.cwd() / script_dir
@@ -449,7 +505,9 @@ def wire(
         raise _refuse(f"{env_path} does not exist; is script_location right in {ini_path}?")
     env_text, env_changes = _wire_env(env_path.read_text(), env_path)
 
-    if ini_changes:
+    if pyproject_text is not None and pyproject_text != pyproject.read_text():
+        pyproject.write_text(pyproject_text)
+    if document.text() != ini_path.read_text():
         ini_path.write_text(document.text())
     if env_changes:
         env_path.write_text(env_text)
@@ -469,8 +527,11 @@ def init(
     >>> init("alembic", branch="shop", models="shop.models:Base").branch  # doctest: +SKIP
     'shop'
     """
+    extra: dict[str, Any] = {}
+    if _alembic_at_least(1, 16):  # the pyproject template writes pyproject.toml next to ini
+        extra["toml_file"] = str(Path(ini).resolve().parent / "pyproject.toml")
     try:
-        command.init(Config(str(ini)), str(directory), template=template)
+        command.init(Config(str(ini), **extra), str(directory), template=template)
     except AlembicCommandError as exc:
         raise _refuse(f"alembic init {directory}: {exc}") from None
     return wire(ini, branch=branch, models=models)

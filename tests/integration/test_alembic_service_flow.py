@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, make_url, text
 
 import cqrs
-from cqrs.migrations import VERSIONS
+from cqrs.migrations import VERSIONS, wiring
 
 ROOT = Path(cqrs.__file__).resolve().parents[1]
 """The tree whose ``cqrs`` is under test; the subprocesses import it from there."""
@@ -124,9 +124,14 @@ def service(tmp_path: Path) -> Service:
     return s
 
 
-def test_a_service_from_alembic_init_to_offline_sql(service: Service, database: str) -> None:
+@pytest.mark.parametrize("template", ["generic", "pyproject"])
+def test_a_service_from_alembic_init_to_offline_sql(
+    service: Service, database: str, template: str
+) -> None:
+    if template == "pyproject" and not wiring._alembic_at_least(1, 16):
+        pytest.skip("Alembic's pyproject template is 1.16+")
     shipped = _toolkit_files()
-    service.alembic("init", "alembic")
+    service.alembic("init", "--template", template, "alembic")
     wired = service.cqrs("alembic", "wire", "--branch", "shop", "--models", "shop_models:Base")
     assert "branch shop" in wired.stdout
     ini, env = (service.path / "alembic.ini").read_text(), (service.path / "alembic/env.py")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -97,10 +98,12 @@ def test_a_list_that_starts_with_the_toolkit_is_refused(tmp_path: Path) -> None:
         _wire_text(ini, new_alembic=True, tmp_path=tmp_path)
 
 
-@pytest.mark.parametrize("template", ["generic", "async"])
+@pytest.mark.parametrize("template", ["generic", "async", "pyproject"])
 def test_wire_patches_what_alembic_init_wrote_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template: str
 ) -> None:
+    if template == "pyproject" and not wiring._alembic_at_least(1, 16):
+        pytest.skip("Alembic's pyproject template is 1.16+")
     monkeypatch.chdir(tmp_path)
     result = wiring.init("alembic", template=template, branch="shop", models="shop.models:Base")
     assert result.branch == "shop" and result.changes
@@ -119,6 +122,35 @@ def test_wire_patches_what_alembic_init_wrote_once(
     assert wiring.wire(tmp_path / "alembic.ini").changes == ()
     assert (tmp_path / "alembic" / "env.py").read_text() == env
     assert (tmp_path / "alembic.ini").read_text() == ini
+    if template == "pyproject":  # a TOML list: no separator to pick
+        toml = tomllib.loads((tmp_path / "pyproject.toml").read_text())["tool"]["alembic"]
+        assert toml["version_locations"] == [
+            "%(here)s/alembic/versions",
+            "cqrs.migrations:versions",
+        ]
+
+
+def test_a_pyproject_list_of_its_own_is_left_to_the_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not wiring._alembic_at_least(1, 16):
+        pytest.skip("Alembic's pyproject template is 1.16+")
+    monkeypatch.chdir(tmp_path)
+    wiring.init("alembic", template="pyproject", branch="shop")
+    (tmp_path / "pyproject.toml").write_text(
+        (tmp_path / "pyproject.toml").read_text().replace("\nversion_locations = [", "\n# [")
+    )
+    toml = tmp_path / "pyproject.toml"
+    toml.write_text(toml.read_text().replace(
+        'script_location = "%(here)s/alembic"',
+        'script_location = "%(here)s/alembic"\nversion_locations = ["%(here)s/alembic/versions"]',
+    ))  # fmt: skip
+    before = toml.read_text(), (tmp_path / "alembic.ini").read_text()
+    with pytest.raises(
+        ConfigurationError, match=re.escape('add "cqrs.migrations:versions" after yours')
+    ):
+        wiring.wire("alembic.ini", branch="shop")
+    assert (toml.read_text(), (tmp_path / "alembic.ini").read_text()) == before
 
 
 def _init(tmp_path: Path) -> tuple[Path, Path]:
