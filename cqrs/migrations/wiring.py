@@ -2,9 +2,10 @@
 and ``cqrs alembic wire``).
 
 ``wire`` patches the ``alembic.ini`` and ``env.py`` that ``alembic init`` wrote
-(Alembic 1.13 to today's; the ``generic`` and ``async`` templates), in place and
-idempotently: a second run changes nothing. In ``alembic.ini``'s ``[alembic]``
-section it
+(Alembic 1.13 to today's; the ``generic``, ``async`` and ``pyproject`` templates),
+in place and idempotently: a second run changes nothing. In ``alembic.ini``'s
+``[alembic]`` section (with the pyproject template, ``version_locations`` goes
+into ``pyproject.toml``'s ``[tool.alembic]`` as a TOML list instead) it
 
 - adds ``cqrs.migrations:versions`` after the service's own version folder in
   ``version_locations``; the separator ``alembic init`` writes (``os``: a colon
@@ -115,8 +116,7 @@ class _Ini:
         if start is None:
             raise _refuse(
                 f"the ini file has no [{self.section}] section; is it the alembic.ini that "
-                "`alembic init` wrote? (the pyproject template keeps these options in "
-                "pyproject.toml: edit them by hand, see docs/guides/operations.md)"
+                "`alembic init` wrote?"
             )
         return start, len(self.lines)
 
