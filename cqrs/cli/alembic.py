@@ -15,7 +15,10 @@ def _report(args: argparse.Namespace, result: wiring.WireResult) -> int:
         human = "\n".join(
             [f"wired {result.ini} and {result.env} (branch {result.branch}):"]
             + [f"  {line}" for line in result.changes]
-            + ["next: alembic upgrade heads; new revisions go on branch " + result.branch]
+            + [
+                "next: point sqlalchemy.url at your database, then `alembic upgrade heads`; "
+                f"new revisions go on branch {result.branch}"
+            ]
         )
     else:
         human = f"{result.ini} and {result.env} are wired already (branch {result.branch})"
