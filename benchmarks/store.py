@@ -21,7 +21,7 @@ from sqlalchemy import text
 from benchmarks import es, raw
 from benchmarks.events import EVENT_TYPE, deposited, fields, make_store, payload_json
 from benchmarks.harness import BenchmarkError, Context, Sides, Timed, scenario
-from cqrs import NO_STREAM, START
+from cqrs import NO_STREAM, START, StreamAppend
 
 STREAM_TYPE = "acct"
 
@@ -205,10 +205,18 @@ def batch_appends(ctx: Context) -> Iterator[Sides]:
     def cqrs(rep: int) -> int:
         for b in range(batches):
             with ctx.engine.begin() as c:
-                for s in range(streams):
-                    sid = f"acct-c{rep}-{b}-{s}"
-                    events = [deposited(sid, n) for n in range(1, per_stream + 1)]
-                    store.append(c, sid, events, expected_version=NO_STREAM)
+                store.append_many(
+                    c,
+                    [
+                        StreamAppend(
+                            sid,
+                            [deposited(sid, n) for n in range(1, per_stream + 1)],
+                            expected_version=NO_STREAM,
+                        )
+                        for s in range(streams)
+                        if (sid := f"acct-c{rep}-{b}-{s}")
+                    ],
+                )
         done["c"] += 1
         return per_rep
 

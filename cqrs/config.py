@@ -21,6 +21,9 @@ from cqrs.errors import ConfigurationError
 
 Partitioning = Literal["range", "hash"]
 
+DEFAULT_NOTIFY_CHANNEL = "cqrs_events"
+"""The ``LISTEN``/``NOTIFY`` channel of the runners' wake-up hints, unless configured."""
+
 
 def normalise_url(url: str) -> str:
     """Make a libpq-style ``postgresql://`` URL use SQLAlchemy's psycopg 3 driver."""
@@ -65,7 +68,7 @@ class Settings:
     months_ahead: int = attrs.field(default=3, validator=_positive)
     max_id_length: int = attrs.field(default=200, validator=_positive)
     max_payload_bytes: int = attrs.field(default=1_000_000, validator=_positive)
-    notify_channel: str = "cqrs_events"
+    notify_channel: str = DEFAULT_NOTIFY_CHANNEL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +79,8 @@ class Settings:
             kwargs["database_url"] = url
         if value := env.get("CQRS_PARTITIONING"):
             kwargs["partitioning"] = value
+        if value := env.get("CQRS_NOTIFY_CHANNEL"):
+            kwargs["notify_channel"] = value
         for name in ("hash_partitions", "months_ahead", "max_id_length", "max_payload_bytes"):
             if raw := env.get(f"CQRS_{name.upper()}"):
                 try:

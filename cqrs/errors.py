@@ -8,13 +8,15 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
 
     CqrsError                         cqrs-error
     ├── ConfigurationError            cqrs-config
+    │   ├── AsyncBindError            cqrs-async-bind
     │   └── OfflineMigrationUnsupported cqrs-offline-sql
     ├── InvalidInput                  cqrs-input
     │   ├── InvalidStreamId           cqrs-stream-id
     │   └── PayloadTooLarge           cqrs-payload-size
     ├── ConcurrencyError              cqrs-concurrency
     │   ├── TransactionConflict       cqrs-transaction-conflict
-    │   └── AppendOrderConflict       cqrs-append-order
+    │   ├── AppendOrderConflict       cqrs-append-order
+    │   └── AppendRefused             cqrs-append-refused
     ├── DuplicateEventError           cqrs-duplicate-event
     ├── StreamNotFound                cqrs-stream-not-found
     ├── StreamArchived                cqrs-stream-archived
@@ -28,6 +30,8 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
     │   └── UnhandledEvent            cqrs-unhandled-event
     ├── CommandError                  cqrs-command
     │   └── HandlerNotFound           cqrs-handler-not-found
+    ├── QueryError                    cqrs-query
+    │   └── QueryHandlerNotFound      cqrs-query-handler-not-found
     ├── ProjectionError               cqrs-projection
     │   └── ReadModelTimeout          cqrs-read-timeout
     ├── RelayError                    cqrs-relay
@@ -77,6 +81,28 @@ class ConfigurationError(CqrsError):
     """Settings or wiring that cannot work (bad URL, unknown strategy, ...)."""
 
     code = "cqrs-config"
+
+
+class AsyncBindError(ConfigurationError):
+    """A sync API was handed an engine (or session, connection) on the async driver.
+
+    Outside ``AsyncSession.run_sync`` SQLAlchemy would raise ``MissingGreenlet``
+    on the first statement; this says which API to use instead. ``api`` names
+    the sync API, ``instead`` what to use.
+    """
+
+    code = "cqrs-async-bind"
+
+    def __init__(self, api: str, given: str, instead: str) -> None:
+        super().__init__(
+            f"{api} is a sync API and was given {given}, which works only under asyncio "
+            "(outside AsyncSession.run_sync SQLAlchemy raises MissingGreenlet); "
+            f"{instead}, or give it a sync engine: create_engine(url) with the same "
+            "postgresql+psycopg:// URL"
+        )
+        self.api = api
+        self.given = given
+        self.instead = instead
 
 
 class OfflineMigrationUnsupported(ConfigurationError):
@@ -205,6 +231,40 @@ class AppendOrderConflict(ConcurrencyError):
         self.actual: int | None = None
         self.transaction_id = transaction_id
         self.last_transaction_id = last_transaction_id
+
+
+class AppendRefused(ConcurrencyError):
+    """A multi-stream append (``EventStore.append_many``) was refused as a whole.
+
+    ``refusals`` maps each refused stream to its own error (``ConcurrencyError``,
+    ``AppendOrderConflict``, ``StreamArchived``); nothing of the call was
+    written. With ``torn``, a stream of the call was created by another
+    transaction after the check: the statement failed and the transaction is
+    aborted. Either way a retry in a fresh transaction sees the streams anew.
+    """
+
+    code = "cqrs-append-refused"
+
+    def __init__(self, refusals: dict[str, CqrsError], *, torn: bool = False) -> None:
+        if torn:
+            what = (
+                "a stream of this append was created by a concurrent transaction after its "
+                "check; nothing was written and the transaction is aborted"
+            )
+        else:
+            what = f"{len(refusals)} streams of this append were refused, nothing was written: " + (
+                "; ".join(err.message for err in refusals.values())
+            )
+        CqrsError.__init__(
+            self,
+            f"{what}; roll back, reload the aggregates and retry the command "
+            "(CommandBus retries this for you)",
+        )
+        self.refusals = refusals
+        self.torn = torn
+        self.stream_id = next(iter(refusals), "")
+        self.expected: object = None
+        self.actual: int | None = None
 
 
 class DuplicateEventError(CqrsError):
@@ -337,7 +397,7 @@ class CommandError(CqrsError):
 
 
 class HandlerNotFound(CommandError):
-    """A command or query was sent that no handler is registered for."""
+    """A command was sent that no handler is registered for."""
 
     code = "cqrs-handler-not-found"
 
@@ -347,6 +407,25 @@ class HandlerNotFound(CommandError):
             "@bus.handles(...) and make sure its module is imported"
         )
         self.message_type = message_type
+
+
+class QueryError(CqrsError):
+    """Base for query bus errors (a handler registered twice, ...)."""
+
+    code = "cqrs-query"
+
+
+class QueryHandlerNotFound(QueryError):
+    """A query was asked that no handler is registered for."""
+
+    code = "cqrs-query-handler-not-found"
+
+    def __init__(self, query_type: str) -> None:
+        super().__init__(
+            f"no handler is registered for query {query_type}; decorate one with "
+            "@queries.handles(...) and make sure its module is imported"
+        )
+        self.query_type = query_type
 
 
 class ProjectionError(CqrsError):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -22,14 +24,19 @@ PUBLIC = [
     "START",
     "STREAM_EXISTS",
     "Aggregate",
+    "AppendOrderConflict",
     "AppendResult",
+    "AsyncQueryBus",
     "CommandBus",
     "CommandOutcome",
+    "ConcurrencyError",
+    "CqrsError",
     "Event",
     "EventRegistry",
     "EventStore",
     "ExpectedVersion",
     "FailurePolicy",
+    "InvalidInput",
     "NewEvent",
     "Position",
     "ProcessManager",
@@ -38,12 +45,16 @@ PUBLIC = [
     "ProjectionRunner",
     "Query",
     "QueryBus",
+    "QueryHandlers",
+    "ReadModelTimeout",
     "RecordedEvent",
     "Repository",
     "RetryOnConflict",
     "Settings",
     "SnapshotIgnored",
+    "StreamAppend",
     "StreamInfo",
+    "StreamNotFound",
     "UnitOfWork",
     "applies",
     "create_schema",
@@ -55,6 +66,7 @@ PUBLIC = [
     "run_in_transaction",
     "uuid7",
     "wait_for",
+    "wait_for_async",
 ]
 
 
@@ -112,7 +124,28 @@ def test_nothing_public_is_left_out_of_all() -> None:
         for name, value in vars(cqrs).items()
         if not name.startswith("_") and not isinstance(value, ModuleType)
     }
-    assert exported == set(cqrs.__all__)
+    assert exported <= set(cqrs.__all__)  # names load lazily: a subset until used
+    assert set(dir(cqrs)) >= set(cqrs.__all__)
+
+
+def test_import_cqrs_commands_leaves_the_runner_unloaded() -> None:
+    """A web worker that sends commands does not pay for the projection runner, the CLI,
+    Alembic or the relay (the command side reaches projections only through a protocol)."""
+    code = (
+        "import sys, cqrs, cqrs.commands; "
+        "from cqrs import CommandBus, EventStore, UnitOfWork; "
+        "print(sorted(m for m in sys.modules if m.startswith(('cqrs.projections', "
+        "'cqrs.cli', 'cqrs.migrations', 'cqrs.relay', 'alembic'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]", out
+
+
+def test_unknown_name_raises_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        cqrs.Nope  # noqa: B018
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))

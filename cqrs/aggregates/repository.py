@@ -29,7 +29,8 @@ from cqrs.aggregates.aggregate import Aggregate
 from cqrs.aggregates.snapshots import SnapshotStore, snapshot_due
 from cqrs.errors import AggregateError, StreamNotFound
 from cqrs.store.event_store import EventStore, connection_of
-from cqrs.store.expected import AppendResult
+from cqrs.store.expected import AppendResult, StreamAppend
+from cqrs.store.interface import EventStoreProtocol
 
 T = TypeVar("T", bound=Aggregate)
 
@@ -58,7 +59,7 @@ class Repository(Generic[T]):
         aggregate: type[T],
         session: Session | Connection,
         *,
-        store: EventStore | None = None,
+        store: EventStoreProtocol | None = None,
         snapshots: SnapshotStore | None = None,
     ) -> None:
         if not (isinstance(aggregate, type) and issubclass(aggregate, Aggregate)):
@@ -106,23 +107,42 @@ class Repository(Generic[T]):
         self, aggregate: T, *, metadata: Mapping[str, Any] | None = None
     ) -> AppendResult | None:
         """Append ``aggregate``'s pending events (``None`` when there are none)."""
+        pending = self.pending_append(aggregate, metadata=metadata)
+        if pending is None:
+            return None
+        result = self.store.append(
+            connection_of(self.session),
+            pending.stream_id,
+            pending.events,
+            expected_version=pending.expected_version,
+            stream_type=pending.stream_type,
+            metadata=pending.metadata,
+        )
+        self.saved(aggregate)
+        return result
+
+    def pending_append(
+        self, aggregate: T, *, metadata: Mapping[str, Any] | None = None
+    ) -> StreamAppend | None:
+        """``aggregate``'s pending events as one stream's part of ``append_many``
+        (``None`` when there are none); call :meth:`saved` once it is appended."""
         pending = aggregate.pending_events
         if not pending:
             return None
-        before = aggregate.loaded_version
-        conn = connection_of(self.session)
-        result = self.store.append(
-            conn,
+        return StreamAppend(
             aggregate.stream_id,
             list(pending),
-            expected_version=before,
+            expected_version=aggregate.loaded_version,
             stream_type=aggregate.aggregate_type,
-            metadata=metadata,
+            metadata=dict(metadata or {}),
         )
+
+    def saved(self, aggregate: T) -> None:
+        """Mark ``aggregate``'s pending events appended; snapshot it when one is due."""
+        before = aggregate.loaded_version
         aggregate.mark_saved()
         if snapshot_due(type(aggregate), before, aggregate.version):
-            self.snapshots.save(conn, aggregate)
-        return result
+            self.snapshots.save(connection_of(self.session), aggregate)
 
     def _load(self, id: str) -> T:
         cls = self.aggregate

@@ -1,5 +1,5 @@
 """Internal: what every CLI command shares: exit codes, the database option, output,
-checkpoint tokens, progress."""
+checkpoint tokens (progress displays: ``cqrs.cli.progress``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import argparse
 import enum
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TextIO, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
 
 import attrs
 from sqlalchemy import Engine, create_engine
@@ -16,8 +16,6 @@ from sqlalchemy import Engine, create_engine
 from cqrs.config import Settings
 from cqrs.events.model import Position
 from cqrs.projections.sql import MAX_POSITION
-
-T = TypeVar("T")
 
 
 class Exit(enum.IntEnum):
@@ -118,22 +116,3 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]], right: set[in
         ]
         lines.append("  ".join(shown).rstrip())
     return "\n".join(lines)
-
-
-def progress(
-    items: Iterable[T], total: int | None, label: str, out: TextIO | None = None
-) -> Iterator[T]:
-    """Yield ``items`` while drawing a one-line progress bar on a terminal."""
-    out = out or sys.stderr
-    show = out.isatty()
-    for done, item in enumerate(items, start=1):
-        yield item
-        if show and (done % 50 == 0 or done == total):
-            if total:
-                filled = int(30 * done / total)
-                out.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
-            else:
-                out.write(f"\r{label} {done}")
-            out.flush()
-    if show:
-        out.write("\n")

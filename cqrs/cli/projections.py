@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from cqrs.cli.common import Exit, add_common, checkpoint_token, emit, engine_from
+from cqrs.cli.progress import Progress
 from cqrs.errors import ConfigurationError
 from cqrs.projections.dead_letters import (
     list_dead_letters,
@@ -134,16 +135,9 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
         sys.path.insert(0, ".")
     projection = _pick(load_projections(args.module), args.name)
 
-    def bar(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            filled = int(30 * done / total) if total else 30
-            sys.stderr.write(f"\rrebuild {projection.name} [{'#' * filled}{'.' * (30 - filled)}]"
-                             f" {done}/{total}")  # fmt: skip
-            sys.stderr.flush()
-
-    result = rebuild(engine_from(args), projection, progress=bar)
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
+    engine = engine_from(args)
+    with Progress(f"rebuild {projection.name}", unit="events", enabled=not args.json) as bar:
+        result = rebuild(engine, projection, progress=bar.update_to)
     emit(
         args,
         {"projection": result.projection, "events": result.events,

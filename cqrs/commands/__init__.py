@@ -2,6 +2,7 @@
 
 from cqrs.commands.bus import CommandBus
 from cqrs.commands.context import CommandContext, CommandOutcome
+from cqrs.commands.inline import InlineProjection
 from cqrs.commands.middleware import (
     CommandMetrics,
     LoggingMiddleware,
@@ -18,6 +19,7 @@ __all__ = [
     "CommandContext",
     "CommandMetrics",
     "CommandOutcome",
+    "InlineProjection",
     "LoggingMiddleware",
     "MetricsHook",
     "Middleware",

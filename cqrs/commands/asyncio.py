@@ -26,7 +26,7 @@ from cqrs.commands.bus import CommandBus
 from cqrs.commands.context import CommandOutcome
 from cqrs.errors import ConfigurationError
 from cqrs.events.model import Event, RecordedEvent
-from cqrs.store.event_store import EventStore
+from cqrs.store.interface import EventStoreProtocol
 
 try:
     import greenlet  # noqa: F401  # SQLAlchemy's AsyncSession.run_sync needs it
@@ -87,7 +87,7 @@ async def dispatch_async(
 
 
 async def load_async(
-    session: AsyncSession, aggregate: type[A], id: str, *, store: EventStore | None = None
+    session: AsyncSession, aggregate: type[A], id: str, *, store: EventStoreProtocol | None = None
 ) -> A:
     """``Repository(aggregate, session).get(id)`` for an ``AsyncSession`` (typed as ``A``)."""
 

@@ -31,16 +31,17 @@ from sqlalchemy.orm import Session
 
 from cqrs.aggregates.repository import default_snapshots, default_store
 from cqrs.aggregates.snapshots import SnapshotStore
+from cqrs.binds import require_sync
 from cqrs.commands import idempotency
-from cqrs.commands.context import CommandContext, CommandOutcome, command_type_name
+from cqrs.commands.context import CommandContext, CommandOutcome
+from cqrs.commands.inline import InlineProjection
 from cqrs.commands.middleware import Middleware, Next, default_middleware
 from cqrs.commands.unit_of_work import UnitOfWork
 from cqrs.errors import CommandError, HandlerNotFound, InvalidInput
 from cqrs.events.codec import make_converter
 from cqrs.events.ids import uuid7
 from cqrs.events.model import Event, RecordedEvent
-from cqrs.projections.inline import InlineProjection
-from cqrs.store.event_store import EventStore
+from cqrs.store.interface import EventStoreProtocol
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -58,7 +59,7 @@ class CommandBus:
     def __init__(
         self,
         *,
-        store: EventStore | None = None,
+        store: EventStoreProtocol | None = None,
         snapshots: SnapshotStore | None = None,
         inline_projections: Sequence[InlineProjection] = (),
         middleware: Sequence[Middleware] | None = None,
@@ -148,6 +149,7 @@ class CommandBus:
                 f"dispatch takes a sqlalchemy.orm.Session, got {type(session).__name__}; "
                 "with an AsyncSession use cqrs.commands.asyncio.dispatch_async"
             )
+        require_sync(session, "CommandBus.dispatch", "use cqrs.commands.asyncio.dispatch_async")
         self.handler_for(type(command))  # fail before opening a transaction
         given = command_id if command_id is not None else getattr(command, "command_id", None)
         if given is not None and (not isinstance(given, str) or not given.strip()):
@@ -192,7 +194,7 @@ class CommandBus:
                 metadata=ctx.event_metadata,
             )
             result = handler(ctx.command, uow)
-            uow.commit()
+            uow.flush()
             if ctx.idempotent:
                 idempotency.store_result(conn, ctx.command_id, result, self.converter)
         return CommandOutcome(result, uow.recorded, ctx.command_id, False, ctx.attempt)
@@ -215,8 +217,3 @@ def _chain(middleware: Middleware, call_next: Next) -> Next:
         return middleware(ctx, call_next)
 
     return call
-
-
-def command_name(command: object) -> str:
-    """The stable type name of ``command`` (its class's ``command_type`` or qualname)."""
-    return command_type_name(type(command))

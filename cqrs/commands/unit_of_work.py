@@ -1,10 +1,11 @@
 """Public: ``UnitOfWork``, everything one command writes, in one transaction.
 
 A handler asks the unit of work for repositories; when the handler returns,
-the bus calls :meth:`UnitOfWork.commit`, which appends the new events of
+the bus calls :meth:`UnitOfWork.flush`, which appends the new events of
 every touched aggregate (with the command's metadata) and runs the inline
-projections on them, all in the caller's transaction. If anything raises,
-the transaction rolls back and nothing is written::
+projections on them, all in the caller's transaction; the bus (or the caller
+who owns the transaction) then commits. If anything raises, the transaction
+rolls back and nothing is written::
 
     >>> def place_order(cmd: PlaceOrder, uow: UnitOfWork) -> None:   # doctest: +SKIP
     ...     order = uow.repository(Order).create(cmd.order_id)       # Repository[Order]
@@ -21,11 +22,12 @@ from sqlalchemy.orm import Session
 from cqrs.aggregates.aggregate import Aggregate
 from cqrs.aggregates.repository import Repository, default_snapshots, default_store
 from cqrs.aggregates.snapshots import SnapshotStore
+from cqrs.commands.inline import InlineProjection
 from cqrs.errors import CommandError
 from cqrs.events.model import Event, RecordedEvent
-from cqrs.projections.inline import InlineProjection
-from cqrs.store.event_store import EventStore
+from cqrs.store.event_store import connection_of
 from cqrs.store.expected import AppendResult
+from cqrs.store.interface import EventStoreProtocol
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -41,7 +43,7 @@ class UnitOfWork:
         self,
         session: Session,
         *,
-        store: EventStore | None = None,
+        store: EventStoreProtocol | None = None,
         snapshots: SnapshotStore | None = None,
         inline_projections: Sequence[InlineProjection] = (),
         metadata: Mapping[str, Any] | None = None,
@@ -53,7 +55,7 @@ class UnitOfWork:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._repositories: dict[type[Aggregate], Repository[Any]] = {}
         self._recorded: list[RecordedEvent[Event]] = []
-        self._committed = False
+        self._flushed = False
 
     def repository(self, aggregate: type[A]) -> Repository[A]:
         """The repository for ``aggregate`` in this unit of work (one per class)."""
@@ -65,26 +67,36 @@ class UnitOfWork:
 
     @property
     def recorded(self) -> tuple[RecordedEvent[Event], ...]:
-        """The events appended by :meth:`commit`, in append order."""
+        """The events appended by :meth:`flush`, in append order."""
         return tuple(self._recorded)
 
-    def commit(self) -> list[AppendResult]:
+    def flush(self) -> list[AppendResult]:
         """Append the pending events of every touched aggregate, then run inline projections.
 
-        Does not commit the session's transaction: the caller (normally the
-        bus) does, so the events, the projections and the caller's own writes
-        land together.
+        Like ``Session.flush`` it writes inside the open transaction and commits
+        nothing: the caller (normally the bus) commits, so the events, the
+        projections and the caller's own writes land together.
         """
-        if self._committed:
-            raise CommandError("this unit of work was already committed; start a new one")
-        self._committed = True
-        results: list[AppendResult] = []
-        for repo in self._repositories.values():
-            for aggregate in repo.touched:
-                result = repo.save(aggregate, metadata=self.metadata)
-                if result is not None:
-                    results.append(result)
-                    self._recorded.extend(result.recorded)
+        if self._flushed:
+            raise CommandError("this unit of work was already flushed; start a new one")
+        self._flushed = True
+        touched = [
+            (repo, aggregate)
+            for repo in self._repositories.values()
+            for aggregate in repo.touched
+            if aggregate.pending_events
+        ]
+        appends = [repo.pending_append(aggregate) for repo, aggregate in touched]
+        # One statement for every touched stream, all-or-nothing (EventStore.append_many).
+        results = self.store.append_many(
+            connection_of(self.session),
+            [a for a in appends if a is not None],
+            metadata=self.metadata,
+        )
+        for repo, aggregate in touched:
+            repo.saved(aggregate)
+        for result in results:
+            self._recorded.extend(result.recorded)
         if self._recorded:
             for projection in self.inline_projections:
                 projection.apply_inline(self.session, self._recorded)

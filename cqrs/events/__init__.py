@@ -2,8 +2,8 @@
 
 from cqrs.events.codec import EventCodec, make_converter
 from cqrs.events.ids import uuid7
-from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent, event
-from cqrs.events.registry import EventRegistry, default_registry
+from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
+from cqrs.events.registry import EventRegistry, default_registry, event
 
 __all__ = [
     "START",

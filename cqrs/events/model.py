@@ -1,6 +1,7 @@
 """Public: what an event is, before and after it is stored.
 
-Declare events as small frozen attrs classes with a stable type name::
+Declare events as small frozen attrs classes with a stable type name (the
+``@event`` decorator lives with the registry it fills, ``cqrs.events.registry``)::
 
     >>> from decimal import Decimal
     >>> from cqrs.events import Event, EventRegistry, event
@@ -19,17 +20,14 @@ does not break stored data (``aliases=`` keeps older names readable).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, dataclass_transform
+from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
 
-from cqrs.errors import EventRegistrationError
+from cqrs.errors import InvalidInput
 from cqrs.events.ids import uuid7
-
-if TYPE_CHECKING:
-    from cqrs.events.registry import EventRegistry
 
 
 @attrs.frozen
@@ -42,41 +40,6 @@ class Event:
 
 E = TypeVar("E", bound=Event)
 E_co = TypeVar("E_co", bound=Event, covariant=True)
-_C = TypeVar("_C", bound=type[Event])
-
-
-@dataclass_transform(frozen_default=True, field_specifiers=(attrs.field, attrs.Factory))
-def event(
-    name: str,
-    *,
-    version: int = 1,
-    aliases: Iterable[str] = (),
-    registry: EventRegistry | None = None,
-) -> Callable[[_C], _C]:
-    """Make a class a frozen attrs event with a stable stored type name.
-
-    ``version`` is the payload's schema version; register upcasters on the
-    registry to lift older stored payloads (see :class:`EventRegistry`).
-    """
-    if not name or not isinstance(name, str):
-        raise EventRegistrationError(f"event type name must be a non-empty string, got {name!r}")
-    if version < 1:
-        raise EventRegistrationError(f"event {name!r}: schema version must be >= 1, got {version}")
-
-    def decorate(cls: _C) -> _C:
-        if not (isinstance(cls, type) and issubclass(cls, Event)):
-            raise EventRegistrationError(
-                f"@event({name!r}) decorates {cls!r}, which does not subclass cqrs.Event"
-            )
-        frozen: _C = attrs.frozen(cls)
-        frozen.event_type = name
-        frozen.schema_version = version
-        from cqrs.events.registry import default_registry
-
-        (registry or default_registry).register(frozen, name, version=version, aliases=aliases)
-        return frozen
-
-    return decorate
 
 
 @attrs.frozen(order=True)
@@ -101,8 +64,6 @@ class Position:
     @classmethod
     def parse(cls, token: str) -> Position:
         """Read a token made by ``str(position)``."""
-        from cqrs.errors import InvalidInput
-
         try:
             xid, pos = token.split(":")
             return cls(int(xid), int(pos))

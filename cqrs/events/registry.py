@@ -16,13 +16,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
+
+import attrs
 
 from cqrs.errors import EventRegistrationError, SerializationError
 from cqrs.events.model import Event
 
 Payload = dict[str, Any]
 Upcaster = Callable[[Payload], Payload]
+_C = TypeVar("_C", bound=type[Event])
 
 
 class EventRegistry:
@@ -106,3 +109,35 @@ class EventRegistry:
 
 default_registry = EventRegistry()
 """The registry ``@event`` uses when none is given."""
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(attrs.field, attrs.Factory))
+def event(
+    name: str,
+    *,
+    version: int = 1,
+    aliases: Iterable[str] = (),
+    registry: EventRegistry | None = None,
+) -> Callable[[_C], _C]:
+    """Make a class a frozen attrs event with a stable stored type name.
+
+    ``version`` is the payload's schema version; register upcasters on the
+    registry to lift older stored payloads (see :class:`EventRegistry`).
+    """
+    if not name or not isinstance(name, str):
+        raise EventRegistrationError(f"event type name must be a non-empty string, got {name!r}")
+    if version < 1:
+        raise EventRegistrationError(f"event {name!r}: schema version must be >= 1, got {version}")
+
+    def decorate(cls: _C) -> _C:
+        if not (isinstance(cls, type) and issubclass(cls, Event)):
+            raise EventRegistrationError(
+                f"@event({name!r}) decorates {cls!r}, which does not subclass cqrs.Event"
+            )
+        frozen: _C = attrs.frozen(cls)
+        frozen.event_type = name
+        frozen.schema_version = version
+        (registry or default_registry).register(frozen, name, version=version, aliases=aliases)
+        return frozen
+
+    return decorate

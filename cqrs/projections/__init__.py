@@ -7,6 +7,7 @@ projection that dispatches commands::
     from cqrs.projections import E, Projection, ProjectionRunner
 """
 
+from cqrs.projections.asyncio import wait_for_async
 from cqrs.projections.dead_letters import (
     DeadLetter,
     list_dead_letters,
@@ -15,7 +16,6 @@ from cqrs.projections.dead_letters import (
 )
 from cqrs.projections.declarative import FailurePolicy, Projection, ProjectionContext
 from cqrs.projections.expr import E
-from cqrs.projections.inline import InlineProjection
 from cqrs.projections.notify import Notifier, install_notify
 from cqrs.projections.process_manager import ProcessManager
 from cqrs.projections.rebuild import RebuildResult, rebuild
@@ -33,7 +33,6 @@ __all__ = [
     "E",
     "FailurePolicy",
     "HorizonHolder",
-    "InlineProjection",
     "Notifier",
     "ProcessManager",
     "Projection",
@@ -49,4 +48,5 @@ __all__ = [
     "retry_dead_letters",
     "skip_dead_letters",
     "wait_for",
+    "wait_for_async",
 ]

@@ -20,6 +20,7 @@ from cqrs.events.model import START, Position
 from cqrs.projections import sql
 from cqrs.projections.declarative import Projection
 from cqrs.store.event_store import EventStore
+from cqrs.store.rows import EventRow
 
 PARKED_BEHIND = "parked behind an earlier failure in this stream"
 
@@ -67,13 +68,13 @@ class CheckpointMoved(Exception):
     """Another process moved the checkpoint under us (the CAS failed)."""
 
 
-def park(conn: Connection, target: Target, row: Sequence[Any], error: str, attempts: int) -> None:
-    event_id, stream_id, _, version, xid, pos, etype = row[:7]
+def park(conn: Connection, target: Target, row: EventRow, error: str, attempts: int) -> None:
     conn.execute(
         sql.PARK,
         {
-            "p": target.checkpoint_name, "s": target.shard, "sid": stream_id, "eid": event_id,
-            "xid": xid, "pos": pos, "version": version, "etype": etype, "err": error[:4000],
+            "p": target.checkpoint_name, "s": target.shard, "sid": row.stream_id,
+            "eid": row.event_id, "xid": row.xid, "pos": row.global_position,
+            "version": row.version, "etype": row.event_type, "err": error[:4000],
             "attempts": attempts,
         },
     )  # fmt: skip
@@ -147,38 +148,41 @@ def batch_body(
         "shards": target.shard_count, "fast": not target.durable,
     }  # fmt: skip
     rows = conn.execute(sql.READ_BATCH[(types is not None, sharded)], params).all()
-    if not rows[0][0]:
+    head = rows[0]  # every row carries the lock, the horizon and the checkpoint
+    if not head.locked:
         return Outcome(locked=False)
-    horizon = int(rows[0][1])
-    if rows[0][2] is None:
+    horizon = int(head.horizon)
+    if head.checkpoint_xid is None:
         conn.execute(sql.ENSURE_CHECKPOINT, {"p": name, "s": shard})
         checkpoint = START
     else:
-        checkpoint = Position(int(rows[0][2]), int(rows[0][3]))
-    # Row: lock, horizon, checkpoint (2), parked stream?, wanted?, place in the
-    # window, window's last event?, event columns (none when nothing was read).
-    read = [r for r in rows if r[8] is not None]
-    raw = [tuple(r)[8:] for r in read if r[5]]
-    parked_streams = {r[9] for r in read if r[5] and r[4]}
+        checkpoint = Position(int(head.checkpoint_xid), int(head.checkpoint_position))
+    read = [r for r in rows if r.event_id is not None]  # none when nothing was read
+    wanted = [r for r in read if r.wanted]
+    parked_streams = {r.stream_id for r in wanted if r.parked}
+    events_of = [EventRow._make(r[sql.EVENT_AT :]) for r in wanted]
     applied = parked = 0
     errors: list[str] = []
     if isolate:
-        applied, parked = _isolated(conn, store, target, raw, parked_streams, attempts, errors)
+        applied, parked = _isolated(
+            conn, store, target, events_of, parked_streams, attempts, errors
+        )
     else:
-        live = [r for r in raw if r[1] not in parked_streams]
-        for r in raw:
-            if r[1] in parked_streams:
-                park(conn, target, r, PARKED_BEHIND, 0)
+        live = []
+        for row in events_of:
+            if row.stream_id in parked_streams:
+                park(conn, target, row, PARKED_BEHIND, 0)
                 parked += 1
-        events = [store.decode(r) for r in live]
-        projection.apply(conn, events, table_map=target.table_map)
-        applied = len(events)
+            else:
+                live.append(store.decode(row))
+        projection.apply(conn, live, table_map=target.table_map)
+        applied = len(live)
     new, full, scanned = checkpoint, False, 0
     if read:  # past the events the projection skips too
         last = read[-1]
-        new, scanned = Position(int(last[12]), int(last[13])), int(last[6])
+        new, scanned = Position(int(last.xid), int(last.global_position)), int(last.place)
         # More to read: limit events came before the window's end, or the window was full.
-        full = not last[7] or scanned >= scan
+        full = not last.last or scanned >= scan
     if not full:
         new = max(new, Position(horizon - 1, sql.MAX_POSITION))
     if new != checkpoint:
@@ -200,7 +204,7 @@ def _isolated(
     conn: Connection,
     store: EventStore,
     target: Target,
-    raw: Sequence[Sequence[Any]],
+    events_of: Sequence[EventRow],
     parked_streams: set[str],
     attempts: int,
     errors: list[str],
@@ -208,14 +212,14 @@ def _isolated(
     from sqlalchemy.exc import DBAPIError
 
     applied = parked = 0
-    for r in raw:
-        if r[1] in parked_streams:
+    for r in events_of:
+        if r.stream_id in parked_streams:
             park(conn, target, r, PARKED_BEHIND, 0)
             parked += 1
             continue
         savepoint = conn.begin_nested()
         try:
-            event = store.decode(tuple(r))
+            event = store.decode(r)
             target.projection.apply(conn, [event], table_map=target.table_map)
         except Exception as exc:
             if isinstance(exc, DBAPIError) and exc.connection_invalidated:
@@ -223,7 +227,7 @@ def _isolated(
             savepoint.rollback()
             errors.append(describe(exc))
             park(conn, target, r, errors[-1], attempts)
-            parked_streams.add(r[1])
+            parked_streams.add(r.stream_id)
             parked += 1
         else:
             savepoint.commit()

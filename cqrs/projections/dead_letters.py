@@ -21,6 +21,7 @@ from datetime import datetime
 import attrs
 from sqlalchemy import Connection, Engine, text
 
+from cqrs.binds import require_sync
 from cqrs.errors import ProjectionError
 from cqrs.events.model import Position
 from cqrs.projections import sql
@@ -39,7 +40,7 @@ STREAMS_OF = text(
     "SELECT DISTINCT stream_id, shard FROM dead_letters "
     "WHERE projection = :p AND id = ANY(CAST(:ids AS bigint[]))"
 )
-SHARD_OF = text(
+SHARDS_OF_STREAM = text(
     "SELECT DISTINCT shard FROM dead_letters WHERE projection = :p AND stream_id = :sid"
 )
 PARKED_OF_STREAM = text(
@@ -84,6 +85,7 @@ def list_dead_letters(
     engine: Engine, projection: str | None = None, *, stream_id: str | None = None
 ) -> list[DeadLetter]:
     """Parked events, oldest first per stream."""
+    require_sync(engine, "list_dead_letters", "run it on a sync engine (create_engine(url))")
     with engine.connect() as conn:
         rows = conn.execute(LIST, {"p": projection, "sid": stream_id}).all()
     return [
@@ -107,11 +109,12 @@ def retry_dead_letters(
     recorded on the entry and :class:`~cqrs.errors.ProjectionError` raised).
     Returns the number of events applied.
     """
+    require_sync(engine, "retry_dead_letters", "run it on a sync engine (create_engine(url))")
     store = store or EventStore(registry=projection.registry)
     name = projection.name
     with engine.connect() as conn:
         if stream_id is not None:
-            shards = [r[0] for r in conn.execute(SHARD_OF, {"p": name, "sid": stream_id})]
+            shards = [r[0] for r in conn.execute(SHARDS_OF_STREAM, {"p": name, "sid": stream_id})]
             streams = [(stream_id, s) for s in shards]
         else:
             streams = [tuple(r) for r in conn.execute(STREAMS_OF, {"p": name, "ids": list(ids)})]

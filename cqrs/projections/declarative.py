@@ -361,10 +361,6 @@ class Projection:
         """Every table this projection writes (rebuild copies these)."""
         return tuple(self._tables)
 
-    @property
-    def handled(self) -> tuple[type[Event], ...]:
-        return tuple(self._handlers)
-
     def event_types(self) -> list[str] | None:
         """Stored type names this projection reads (aliases included); ``None`` = all."""
         if self._types is None:
@@ -415,6 +411,6 @@ class Projection:
         return writer.statements
 
     def apply_inline(self, session: Session, events: Sequence[Recorded]) -> None:
-        """The :class:`~cqrs.projections.inline.InlineProjection` entry: same transaction."""
+        """The :class:`~cqrs.commands.inline.InlineProjection` entry: same transaction."""
         session.flush()
         self.apply(session.connection(), events, session=session)

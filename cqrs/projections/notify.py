@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from cqrs.config import Settings
+from cqrs.config import DEFAULT_NOTIFY_CHANNEL
 
-DEFAULT_CHANNEL = Settings().notify_channel
+DEFAULT_CHANNEL = DEFAULT_NOTIFY_CHANNEL
 
 
 class Notifier:

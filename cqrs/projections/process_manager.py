@@ -24,19 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.orm import Session
 
+from cqrs.commands.bus import CommandBus
+from cqrs.commands.context import CommandOutcome
 from cqrs.errors import ProjectionError
 from cqrs.events.model import Event, RecordedEvent
 from cqrs.events.registry import EventRegistry
 from cqrs.projections.declarative import FailurePolicy, Model, Projection, ProjectionContext
-
-if TYPE_CHECKING:  # cqrs.commands imports cqrs.projections: no runtime import here
-    from cqrs.commands.bus import CommandBus
-    from cqrs.commands.context import CommandOutcome
 
 # Command ids sent during the current ``apply`` (per thread): one id per command.
 _sent: ContextVar[set[str] | None] = ContextVar("cqrs_process_manager_sent", default=None)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import attrs
 from sqlalchemy import Connection, Engine, MetaData, Table, text
 
+from cqrs.binds import require_sync
 from cqrs.events.model import Position
 from cqrs.projections import sql
 from cqrs.projections.batch import Target, batch_body, next_scan, run_batch
@@ -36,7 +37,8 @@ INDEXES = text(
     "WHERE schemaname = current_schema() AND tablename = :t"
 )
 MOVE_PARKED = text(
-    f"UPDATE dead_letters SET projection = :live, shard = {sql.SHARD_OF} WHERE projection = :tmp"
+    f"UPDATE dead_letters SET projection = :live, shard = {sql.shard_expression()} "
+    "WHERE projection = :tmp"
 )
 FORGET = text("DELETE FROM checkpoints WHERE projection = :p")
 FORGET_PARKED = text("DELETE FROM dead_letters WHERE projection = :p")
@@ -68,6 +70,7 @@ def rebuild(
     progress: Callable[[int, int], None] | None = None,
 ) -> RebuildResult:
     """Rebuild ``projection``'s tables from the whole log and swap them in atomically."""
+    require_sync(engine, "rebuild", "run it on a sync engine (create_engine(url))")
     store = store or EventStore(registry=projection.registry)
     temp = f"{projection.name}#rebuild"
     shadows = {t: _shadow(t) for t in projection.tables}

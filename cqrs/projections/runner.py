@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from cqrs.binds import require_sync
 from cqrs.config import Settings
 from cqrs.errors import ProjectionError, ReadModelTimeout
 from cqrs.events.model import START, Position
@@ -40,7 +41,7 @@ from cqrs.projections.batch import (
 )
 from cqrs.projections.declarative import Projection
 from cqrs.projections.leases import LeaseKeeper
-from cqrs.projections.notify import DEFAULT_CHANNEL, Listener
+from cqrs.projections.notify import Listener
 from cqrs.projections.status import timed_out
 from cqrs.store import partitions
 from cqrs.store.event_store import EventStore
@@ -70,7 +71,8 @@ class ProjectionRunner:
     asks for ahead of time (``None`` turns that off). ``durable=False`` commits
     batches with ``synchronous_commit = off``: lower latency; a database crash
     may then lose the last batches, read-model rows and checkpoint together, and
-    the runner applies them again (effects stay exactly-once).
+    the runner applies them again (effects stay exactly-once). ``channel`` is
+    the wake-up channel to ``LISTEN`` on (default: ``settings.notify_channel``).
     """
 
     def __init__(
@@ -80,7 +82,7 @@ class ProjectionRunner:
         *,
         store: EventStore | None = None,
         poll_interval: float = 0.5,
-        channel: str = DEFAULT_CHANNEL,
+        channel: str | None = None,
         listen: bool = True,
         owner: str | None = None,
         lease_ttl: float = 10.0,
@@ -89,6 +91,12 @@ class ProjectionRunner:
         upkeep_every: float | None = 3600.0,
         durable: bool = True,
     ) -> None:
+        require_sync(
+            engine,
+            "ProjectionRunner",
+            "run the runner on a sync engine (create_engine(url)) in a process of its own "
+            "(cqrs projections run) or a thread (asyncio.to_thread)",
+        )
         names = [p.name for p in projections]
         if len(set(names)) != len(names):
             raise ProjectionError(f"projection names must be unique, got {names}")
@@ -102,7 +110,6 @@ class ProjectionRunner:
             )
         self.store = store or EventStore(registry=next(iter(registries.values()), None))
         self.poll_interval = poll_interval
-        self.channel = channel
         self.listen = listen
         self.owner = owner or f"runner-{uuid.uuid4().hex[:10]}"
         self.leases = LeaseKeeper(engine, self.owner, lease_ttl)
@@ -110,6 +117,7 @@ class ProjectionRunner:
         self._scans: dict[tuple[str, int], int] = {}  # how far each target reads ahead
         self.durable = durable
         self.settings = settings or Settings()
+        self.channel = channel or self.settings.notify_channel
         self.upkeep_every = upkeep_every
         self._upkeep_at = 0.0
         self.stop = threading.Event()

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from cqrs.store import rows
 from cqrs.store.horizon import READ_HORIZON
-from cqrs.store.sql import EVENT_COLUMNS as _COLUMNS
 
 MAX_POSITION = 2**63 - 1
 
-# Shard of a stream: hash of its id, made non-negative, modulo the shard count.
-SHARD_OF = "((hashtext(stream_id)::bigint + 2147483648) % :shards)"
+
+def shard_expression(stream_id: str = "stream_id") -> str:
+    """SQL for the shard of the stream named by the column ``stream_id``: the hash of
+    its id, made non-negative, modulo ``:shards``."""
+    return f"((hashtext({stream_id})::bigint + 2147483648) % :shards)"
+
 
 LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:p), :s)")
 
@@ -45,17 +49,13 @@ SET_ERROR = text(
 )
 
 
-# The event columns a batch reads, in EventStore.decode's order.
-_RAW_COLUMNS = (
-    "event_id, stream_id, stream_type, version, transaction_id, global_position, "
-    "event_type, schema_version, data, metadata, recorded_at"
-)
-_PAGE_COLUMNS = (
-    "page.event_id, page.stream_id, page.stream_type, page.version, "
-    "page.transaction_id::text AS xid, page.global_position, page.event_type, "
-    "page.schema_version, CASE WHEN page.wanted THEN page.data::text END AS data, "
-    "CASE WHEN page.wanted THEN page.metadata::text END AS metadata, page.recorded_at"
-)
+# What precedes the event columns in each row of ``read_batch``, in order.
+BATCH_HEAD = (
+    "locked", "horizon", "checkpoint_xid", "checkpoint_position", "parked", "wanted", "place",
+    "last",
+)  # fmt: skip
+EVENT_AT = len(BATCH_HEAD)
+"""Where a batch row's event columns (``cqrs.store.rows.EventRow``) start."""
 
 
 def read_batch(typed: bool, sharded: bool) -> str:
@@ -90,10 +90,10 @@ def read_batch(typed: bool, sharded: bool) -> str:
     if typed:
         filters.append("e.event_type = ANY(CAST(:types AS text[]))")
     if sharded:
-        filters.append(f"{SHARD_OF.replace('stream_id', 'e.stream_id')} = :s")
+        filters.append(f"{shard_expression('e.stream_id')} = :s")
     wanted = " AND ".join(filters) or "true"
-    columns = ", ".join("e." + c.strip() for c in _RAW_COLUMNS.split(","))
-    names = ", ".join("b." + c.split()[-1] for c in _COLUMNS.split(","))
+    columns = rows.table_columns("e")
+    page_columns = rows.select_list("page", payload_if="page.wanted")
     return (
         "WITH lk AS (SELECT pg_try_advisory_xact_lock(hashtext(:p), :s) AS ok, "
         "set_config('synchronous_commit', CASE WHEN :fast THEN 'off' "
@@ -103,10 +103,12 @@ def read_batch(typed: bool, sharded: bool) -> str:
         "       WHERE projection = :p AND shard = :s), "
         "pk AS (SELECT coalesce(array_agg(DISTINCT stream_id), '{}') AS streams "
         "       FROM dead_letters WHERE projection = :p AND shard = :s) "
-        "SELECT lk.ok, h.xmin::text, cp.transaction_id::text, cp.global_position, "
-        f"b.stream_id = ANY(pk.streams), b.wanted, b.n, b.last, {names} "
+        "SELECT lk.ok AS locked, h.xmin::text AS horizon, "
+        "cp.transaction_id::text AS checkpoint_xid, cp.global_position AS checkpoint_position, "
+        "b.stream_id = ANY(pk.streams) AS parked, b.wanted, b.n AS place, b.last, "
+        f"{rows.names('b')} "
         "FROM lk CROSS JOIN h CROSS JOIN pk LEFT JOIN cp ON true LEFT JOIN LATERAL ("
-        f"SELECT page.wanted, page.n, page.last, {_PAGE_COLUMNS}, "
+        f"SELECT page.wanted, page.n, page.last, {page_columns}, "
         "page.transaction_id AS sort_xid FROM ("
         "SELECT w.*, row_number() OVER o AS n, lead(true) OVER o IS NULL AS last FROM ("
         f"SELECT {columns}, {wanted} AS wanted FROM events e "
@@ -123,10 +125,6 @@ def read_batch(typed: bool, sharded: bool) -> str:
 
 READ_BATCH = {(t, s): text(read_batch(t, s)) for t in (False, True) for s in (False, True)}
 
-PARKED_STREAMS = text(
-    "SELECT DISTINCT stream_id FROM dead_letters WHERE projection = :p AND shard = :s"
-)
-
 PARK = text(
     "INSERT INTO dead_letters (projection, shard, stream_id, event_id, transaction_id, "
     "global_position, version, event_type, error, attempts) "
@@ -134,10 +132,6 @@ PARK = text(
 )
 
 READ_EVENT = text(
-    f"SELECT {_COLUMNS} FROM events "
+    f"SELECT {rows.select_list('events')} FROM events "
     "WHERE transaction_id = CAST(:xid AS xid8) AND global_position = :pos"
-)
-
-SHARD_OF_STREAM = text(
-    "SELECT ((hashtext(CAST(:sid AS text))::bigint + 2147483648) % :shards)::int"
 )

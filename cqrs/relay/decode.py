@@ -12,15 +12,14 @@ store does. The relay's ``message`` is the only code that sees a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
-from sqlalchemy import Row
 
-from cqrs.events.model import Event, Position, RecordedEvent
+from cqrs.events.model import Event, RecordedEvent
 from cqrs.store.event_store import EventStore
+from cqrs.store.rows import EventRow, loads, recorded_from
 
 if TYPE_CHECKING:
     from cqrs.relay.relay import Relay
@@ -60,16 +59,12 @@ class RelayStore(EventStore):
             self._verbatim[key] = found
         return cast("type[Event] | None", found)
 
-    def decode(self, row: Row[Any] | tuple[Any, ...]) -> RecordedEvent[Event]:
-        values: Any = row
-        (event_id, stream_id, stream_type, version, xid, gpos, etype, sv, data, meta, at) = values
-        cls = self.verbatim(etype, sv) if type(data) is str else None
+    def decode(self, row: Sequence[Any]) -> RecordedEvent[Event]:
+        stored = EventRow._make(row)
+        data = stored.data
+        cls = self.verbatim(stored.event_type, stored.schema_version) if type(data) is str else None
         if cls is None:
             return self.base.decode(row)
-        if type(meta) is str:
-            meta = json.loads(meta)
-        stored = cast(Event, StoredPayload(cls, data))
-        return RecordedEvent(
-            event_id, stream_id, stream_type, version, Position(int(xid), gpos), etype, sv,
-            stored, meta, at,
-        )  # fmt: skip
+        meta = stored.metadata
+        meta = loads(meta) if type(meta) is str else meta
+        return recorded_from(stored, cast(Event, StoredPayload(cls, data)), meta)

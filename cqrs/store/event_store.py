@@ -13,47 +13,37 @@ the service writes commit together or not at all.
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, Row, TextualSelect
+from sqlalchemy import Connection, TextualSelect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cqrs import errors
 from cqrs.config import Settings
 from cqrs.events.codec import EventCodec
-from cqrs.events.ids import uuid7
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
-from cqrs.store import driver, horizon, sql
-from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, Expected, holds
+from cqrs.store import bulk, driver, horizon, sql, validation
+from cqrs.store.encoding import EncodedBatch, encode_batch
+from cqrs.store.expected import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendResult,
+    Expected,
+    StreamAppend,
+    check_appends,
+    holds,
+)
+from cqrs.store.expected import check as check_expected
+from cqrs.store.rows import decode_row
 
 Executor = Session | Connection
-_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
-def _loads(text: str) -> Any:
-    """Parse a JSON text PostgreSQL printed (valid, no surrounding blanks).
-
-    ``json.loads`` checks for blanks around the document with two regular
-    expressions; the scanner alone is half the cost, and an empty object
-    (most events' metadata) skips it.
-    """
-    if text == "{}":
-        return {}
-    try:
-        value, end = _scan_json(text, 0)
-    except StopIteration:
-        return json.loads(text)  # raises JSONDecodeError with the position
-    return value if end == len(text) else json.loads(text)
-
-
-INT32_MAX = 2**31 - 1
 
 
 @attrs.frozen
@@ -115,9 +105,112 @@ class EventStore:
         own metadata (correlation and causation ids go here).
         """
         self.check_stream_id(stream_id)
-        expected = self._check_expected(expected_version)
-        batch = self._encode(events, metadata)
+        expected = check_expected(expected_version)
+        batch = encode_batch(self.codec, self.settings, events, metadata)
+        return self._append_batch(connection_of(executor), stream_id, expected, batch, stream_type)
+
+    def append_many(
+        self,
+        executor: Executor,
+        appends: Sequence[StreamAppend],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[AppendResult]:
+        """Append to several streams in one statement: all of them or none.
+
+        Each :class:`~cqrs.store.expected.StreamAppend` carries its stream's
+        events and expected version; every expectation is checked before
+        anything is written, and when any fails the call raises that stream's
+        error, or :class:`~cqrs.errors.AppendRefused` listing every refused
+        stream, having written nothing. ``metadata`` is merged into every event.
+        Returns one ``AppendResult`` per append, in order. A unit of work that
+        touched several aggregates saves them through this method::
+
+            store.append_many(session, [
+                StreamAppend("order-1", [OrderPlaced(...)], expected_version=NO_STREAM),
+                StreamAppend("stock-7", [StockReserved(...)], expected_version=12),
+            ])
+        """
+        items = check_appends(appends, "append_many")
+        for item in items:
+            self.check_stream_id(item.stream_id)
+        shared = dict(metadata or {})
+        batches = [
+            encode_batch(self.codec, self.settings, a.events, {**shared, **a.metadata})
+            for a in items
+        ]
+        expecteds = [check_expected(a.expected_version) for a in items]
         conn = connection_of(executor)
+        results: list[AppendResult | None] = [None] * len(items)
+        for i, (a, b) in enumerate(zip(items, batches, strict=True)):
+            if not b.ids:  # checks only: before anything is written
+                results[i] = self._empty_append(conn, a.stream_id, expecteds[i])
+        full = [i for i, batch in enumerate(batches) if batch.ids]
+        chars = sum(len(d) + len(m) for b in batches for d, m in zip(b.datas, b.metas, strict=True))
+        if len(full) == 1:
+            i = full[0]
+            results[i] = self._append_batch(
+                conn, items[i].stream_id, expecteds[i], batches[i], items[i].stream_type
+            )
+        elif chars > sql.JSON_ARRAY_LIMIT or any(batches[i].explicit_ids for i in full):
+            # idempotent re-sends or huge payloads: stream by stream, all-or-nothing
+            # through a savepoint
+            with conn.begin_nested():
+                for i in full:
+                    results[i] = self._append_batch(
+                        conn, items[i].stream_id, expecteds[i], batches[i], items[i].stream_type
+                    )
+        if len(full) < 2 or results[full[0]] is not None:
+            return [r for r in results if r is not None]
+        params = _many_params([items[i] for i in full], [expecteds[i] for i in full],
+                              [batches[i] for i in full])  # fmt: skip
+        try:
+            returned = driver.rows(conn, sql.APPEND_STREAMS, params)
+        except DBAPIError as exc:
+            state = getattr(exc.orig, "sqlstate", None)
+            if state == "22P02" and "cqrs-torn-append" in str(exc.orig):
+                raise errors.AppendRefused({}, torn=True) from exc
+            raise self._append_error(exc, items[full[0]].stream_id, expecteds[full[0]]) from exc
+        if not returned:
+            raise self._refused_many(conn, [items[i] for i in full], [expecteds[i] for i in full])
+        by_stream: dict[str, list[tuple[Any, ...]]] = {}
+        for row in returned:
+            by_stream.setdefault(row[6], []).append(row)
+        for i in full:
+            a, b = items[i], batches[i]
+            results[i] = _result(a.stream_id, b, sorted(by_stream[a.stream_id], key=lambda r: r[2]))
+        return [r for r in results if r is not None]
+
+    def import_streams(self, executor: Executor, appends: Sequence[StreamAppend]) -> int:
+        """Bulk-import new streams with one ``INSERT`` and one ``COPY``; returns the event count.
+
+        For migrations and replays into a fresh log: every stream must be new
+        (``ANY`` or ``NO_STREAM``); existing ones are reported before anything
+        is written (``ConcurrencyError``, or ``AppendRefused`` for several).
+        Events get their log positions in input order, in the caller's
+        transaction, and inline projections are not run. Several times the
+        rate of ``append_many`` for large imports (``docs/benchmarks.md``)::
+
+            store.import_streams(session, [
+                StreamAppend(f"order-{n}", events_of(n)) for n in range(10_000)
+            ])
+        """
+        items = check_appends(appends, "import_streams")
+        for item in items:
+            self.check_stream_id(item.stream_id)
+        return bulk.import_streams(
+            connection_of(executor), self.codec, self.settings, items, default_stream_type
+        )
+
+    def _append_batch(
+        self,
+        conn: Connection,
+        stream_id: str,
+        expected: Expected,
+        batch: EncodedBatch,
+        stream_type: str | None,
+    ) -> AppendResult:
+        """The one-stream append of an encoded, checked batch."""
         if not batch.ids:
             return self._empty_append(conn, stream_id, expected)
         if batch.explicit_ids:
@@ -130,39 +223,27 @@ class EventStore:
             "n": len(batch.ids),
             "expected": expected if isinstance(expected, int) else None,
         }
-        if expected is ANY:
-            mode = "any"
-        elif expected is STREAM_EXISTS:
-            mode = "existing"
-        elif expected == 0 or expected is NO_STREAM:
-            mode = "new"
-        else:
-            mode = "exact"
-        statement = self._append_statement(mode, batch, params)
+        statement = self._append_statement(_mode(expected), batch, params)
         try:
-            rows = driver.rows(conn, statement, params)
+            returned = driver.rows(conn, statement, params)
         except DBAPIError as exc:
-            state = getattr(exc.orig, "sqlstate", None)
-            if state == "23514" and "partition" in str(exc.orig):
-                raise errors.PartitionMissing(str(exc.orig).splitlines()[0]) from exc
-            if state in ("40001", "40P01"):
-                raise errors.TransactionConflict(stream_id, expected, state) from exc
-            raise
-        if not rows:
+            raise self._append_error(exc, stream_id, expected) from exc
+        if not returned:
             raise self._append_refused(conn, stream_id, expected)
-        rows = sorted(rows, key=lambda r: r[2])
-        recorded = tuple(
-            RecordedEvent(
-                event_id, stream_id, stype, version, Position(int(xid), gpos), batch.types[i],
-                batch.schema_versions[i], batch.events[i], batch.metadata[i], at,
-            )
-            for i, (gpos, xid, version, event_id, at, stype) in enumerate(rows)
-        )  # fmt: skip
-        last = recorded[-1]
-        return AppendResult(stream_id, last.version, last.position, len(rows), recorded)
+        return _result(stream_id, batch, sorted(returned, key=lambda r: r[2]))
 
     @staticmethod
-    def _append_statement(mode: str, batch: _Batch, params: dict[str, Any]) -> TextualSelect:
+    def _append_error(exc: DBAPIError, stream_id: str, expected: Expected) -> Exception:
+        """The typed error for a failed append statement, or ``exc`` itself."""
+        state = getattr(exc.orig, "sqlstate", None)
+        if state == "23514" and "partition" in str(exc.orig):
+            return errors.PartitionMissing(str(exc.orig).splitlines()[0])
+        if state in ("40001", "40P01"):
+            return errors.TransactionConflict(stream_id, expected, state)
+        return exc
+
+    @staticmethod
+    def _append_statement(mode: str, batch: EncodedBatch, params: dict[str, Any]) -> TextualSelect:
         """The append statement for ``mode`` and the batch's shape; fills in its parameters."""
         if len(batch.ids) == 1:
             params.update(
@@ -209,7 +290,7 @@ class EventStore:
         params = {
             "sid": stream_id,
             "lo": from_version,
-            "hi": INT32_MAX if to_version is None else to_version,
+            "hi": validation.INT32_MAX if to_version is None else to_version,
         }
         rows = driver.rows(conn, sql.READ_STREAM, params)
         if not rows and self.stream_info(conn, stream_id) is None:
@@ -255,87 +336,15 @@ class EventStore:
         """
         return horizon.horizon(connection_of(executor))
 
-    def decode(self, row: Row[Any] | tuple[Any, ...]) -> RecordedEvent[Event]:
-        """Turn a row of the SQL in ``cqrs.store.sql`` into a ``RecordedEvent``."""
-        values: Any = row  # a Row unpacks like a tuple; no copy on the read path
-        (event_id, stream_id, stream_type, version, xid, gpos, etype, sv, data, meta, at) = values
-        # Payloads are selected as text (see sql.EVENT_COLUMNS): json.loads on a str
-        # costs a fraction of psycopg's jsonb loader on bytes.
-        if type(data) is str:
-            data = _loads(data)
-        if type(meta) is str:
-            meta = _loads(meta)
-        event = self.codec.decode(etype, sv, data, stream_id=stream_id, position=gpos)
-        return RecordedEvent(
-            event_id, stream_id, stream_type, version, Position(int(xid), gpos), etype, sv,
-            event, meta, at,
-        )  # fmt: skip
+    def decode(self, row: Sequence[Any]) -> RecordedEvent[Event]:
+        """Turn a row selected as :class:`~cqrs.store.rows.EventRow` into a ``RecordedEvent``."""
+        return decode_row(self.codec, row)
 
     # -- input checks --------------------------------------------------------
 
     def check_stream_id(self, stream_id: object) -> None:
         """Raise :class:`~cqrs.errors.InvalidStreamId` unless ``stream_id`` is usable."""
-        if not isinstance(stream_id, str):
-            raise errors.InvalidStreamId(stream_id, f"is a {type(stream_id).__name__}, not a str")
-        if not stream_id.strip():
-            raise errors.InvalidStreamId(stream_id, "is empty")
-        if len(stream_id) > self.settings.max_id_length:
-            raise errors.InvalidStreamId(
-                stream_id[:40] + "...",
-                f"is {len(stream_id)} characters, over {self.settings.max_id_length}",
-            )
-        if "\x00" in stream_id:
-            raise errors.InvalidStreamId(stream_id, "contains a NUL character")
-
-    @staticmethod
-    def _check_expected(expected: object) -> Expected:
-        if isinstance(expected, bool) or not isinstance(expected, (int, type(ANY))):
-            raise errors.InvalidInput(
-                f"expected_version must be an int >= 0 or ANY, NO_STREAM, STREAM_EXISTS; "
-                f"got {expected!r}"
-            )
-        if isinstance(expected, int) and not 0 <= expected <= INT32_MAX:
-            raise errors.InvalidInput(f"expected_version must be >= 0, got {expected}")
-        return expected
-
-    def _encode(
-        self, events: Sequence[Event | NewEvent[Event]], metadata: Mapping[str, Any] | None
-    ) -> _Batch:
-        if isinstance(events, (Event, NewEvent)):
-            raise errors.InvalidInput("append takes a list of events; wrap a single event in [ ]")
-        batch = _Batch()
-        shared = dict(metadata or {})
-        limit = self.settings.max_payload_bytes
-        for item in events:
-            if isinstance(item, NewEvent):
-                event, event_id, own = item.event, item.event_id, item.metadata
-                batch.explicit_ids = True
-                if not isinstance(event_id, uuid.UUID):
-                    raise errors.InvalidInput(
-                        f"NewEvent.event_id must be a uuid.UUID, got {event_id!r}; leave it out "
-                        "for a fresh UUIDv7 or pass uuid.UUID(text)"
-                    )
-            elif isinstance(item, Event):
-                event, event_id, own = item, uuid7(), {}
-            else:
-                raise errors.InvalidInput(
-                    f"append got {item!r}; pass instances of @event classes or NewEvent"
-                )
-            name, version, data = self.codec.encode(event)
-            meta = self.codec.encode_metadata({**shared, **own}) if (shared or own) else "{}"
-            size = len(data.encode()) + len(meta.encode())
-            if size > limit:
-                raise errors.PayloadTooLarge(name, size, limit)
-            batch.events.append(event)
-            batch.metadata.append({**shared, **own})
-            batch.ids.append(event_id)
-            batch.types.append(name)
-            batch.schema_versions.append(version)
-            batch.datas.append(data)
-            batch.metas.append(meta)
-        if len(set(batch.ids)) != len(batch.ids):
-            raise errors.InvalidInput("the same event id appears twice in one append")
-        return batch
+        validation.check_stream_id(stream_id, self.settings)
 
     # -- slow paths ----------------------------------------------------------
 
@@ -356,14 +365,31 @@ class EventStore:
         self, conn: Connection, stream_id: str, expected: Expected
     ) -> errors.CqrsError:
         row = conn.execute(sql.REFUSAL, {"sid": stream_id}).first()
-        if row is None:
-            return errors.ConcurrencyError(stream_id, expected, None)
-        version, archived, newer, last_xid, own_xid = row
-        if archived:
-            return errors.StreamArchived(stream_id)
-        if newer and holds(expected, version):
-            return errors.AppendOrderConflict(stream_id, expected, int(own_xid), int(last_xid))
-        return errors.ConcurrencyError(stream_id, expected, version)
+        refusal = _refusal(stream_id, expected, row)
+        if refusal is None:  # the stream holds the expectation now: a retry will see it
+            return errors.ConcurrencyError(stream_id, expected, None if row is None else row[0])
+        return refusal
+
+    def _refused_many(
+        self, conn: Connection, items: Sequence[StreamAppend], expecteds: Sequence[Expected]
+    ) -> errors.CqrsError:
+        """Why ``append_many`` wrote nothing: each refused stream's own error."""
+        found = conn.execute(sql.REFUSALS, {"sids": [a.stream_id for a in items]}).all()
+        rows_by_id = {row[0]: row for row in found}
+        refusals: dict[str, errors.CqrsError] = {}
+        for item, expected in zip(items, expecteds, strict=True):
+            row = rows_by_id.get(item.stream_id)
+            refusal = _refusal(item.stream_id, expected, None if row is None else row[1:])
+            if refusal is not None:
+                refusals[item.stream_id] = refusal
+        if len(refusals) == 1:
+            return next(iter(refusals.values()))
+        if not refusals:  # changed since the check: report the first, a retry sees it anew
+            first = items[0]
+            row = rows_by_id.get(first.stream_id)
+            actual = None if row is None else row[1]
+            return errors.ConcurrencyError(first.stream_id, expecteds[0], actual)
+        return errors.AppendRefused(refusals)
 
     def _empty_append(self, conn: Connection, stream_id: str, expected: Expected) -> AppendResult:
         info = self.stream_info(conn, stream_id)
@@ -373,13 +399,70 @@ class EventStore:
         return AppendResult(stream_id, actual or 0, self.head(conn), 0)
 
 
-@attrs.define
-class _Batch:
-    ids: list[uuid.UUID] = attrs.Factory(list)
-    events: list[Event] = attrs.Factory(list)
-    metadata: list[dict[str, Any]] = attrs.Factory(list)
-    types: list[str] = attrs.Factory(list)
-    schema_versions: list[int] = attrs.Factory(list)
-    datas: list[str] = attrs.Factory(list)
-    metas: list[str] = attrs.Factory(list)
-    explicit_ids: bool = False
+def _mode(expected: Expected) -> str:
+    """Which append statement tests ``expected``: ``any``, ``existing``, ``new``, ``exact``."""
+    if expected is ANY:
+        return "any"
+    if expected is STREAM_EXISTS:
+        return "existing"
+    if expected == 0 or expected is NO_STREAM:
+        return "new"
+    return "exact"
+
+
+def _refusal(
+    stream_id: str, expected: Expected, row: Sequence[Any] | None
+) -> errors.CqrsError | None:
+    """Why an append to ``stream_id`` was refused, from the stream's row as committed
+    (version, archived, appended by a newer transaction?, last xid, own xid), or
+    ``None`` when the row meets the expectation."""
+    if row is None:
+        return None if holds(expected, None) else errors.ConcurrencyError(stream_id, expected, None)
+    version, archived, newer, last_xid, own_xid = row
+    if archived:
+        return errors.StreamArchived(stream_id)
+    if newer and holds(expected, version):
+        return errors.AppendOrderConflict(stream_id, expected, int(own_xid), int(last_xid))
+    if not holds(expected, version):
+        return errors.ConcurrencyError(stream_id, expected, version)
+    return None
+
+
+def _result(stream_id: str, batch: EncodedBatch, returned: Sequence[Any]) -> AppendResult:
+    """The ``AppendResult`` of ``batch`` from the append's RETURNING rows, in version order."""
+    recorded = tuple(
+        RecordedEvent(
+            event_id, stream_id, stype, version, Position(int(xid), gpos), batch.types[i],
+            batch.schema_versions[i], batch.events[i], batch.metadata[i], at,
+        )
+        for i, (gpos, xid, version, event_id, at, stype, *_) in enumerate(returned)
+    )  # fmt: skip
+    last = recorded[-1]
+    return AppendResult(stream_id, last.version, last.position, len(returned), recorded)
+
+
+def _many_params(
+    items: Sequence[StreamAppend], expecteds: Sequence[Expected], batches: Sequence[EncodedBatch]
+) -> dict[str, Any]:
+    """The parameters of ``sql.APPEND_STREAMS``: a row per stream, a row per event.
+
+    Streams go in ``stream_id`` order, so two calls creating the same new
+    streams insert them in the same order and cannot deadlock; events keep
+    the caller's order.
+    """
+    order = sorted(range(len(items)), key=lambda i: items[i].stream_id)
+    params: dict[str, Any] = {
+        "sids": [items[i].stream_id for i in order],
+        "stypes": [items[i].stream_type or default_stream_type(items[i].stream_id) for i in order],
+        "ns": [len(batches[i].ids) for i in order],
+        "expecteds": [e if isinstance(e := expecteds[i], int) else None for i in order],
+        "modes": [_mode(expecteds[i]) for i in order],
+        "ids": [i for b in batches for i in b.ids],
+        "esids": [a.stream_id for a, b in zip(items, batches, strict=True) for _ in b.ids],
+        "ks": [k for b in batches for k in range(1, len(b.ids) + 1)],
+        "types": [t for b in batches for t in b.types],
+        "svs": [v for b in batches for v in b.schema_versions],
+    }
+    params["datas"] = "[" + ",".join(d for b in batches for d in b.datas) + "]"
+    params["metas"] = "[" + ",".join(m for b in batches for m in b.metas) + "]"
+    return params

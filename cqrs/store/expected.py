@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 
-from cqrs.events.model import Event, Position, RecordedEvent
+from cqrs import errors
+from cqrs.events.model import Event, NewEvent, Position, RecordedEvent
+from cqrs.store.validation import INT32_MAX
 
 
 class ExpectedVersion(enum.Enum):
@@ -45,6 +49,22 @@ def holds(expected: Expected, actual: int | None) -> bool:
     )
 
 
+def check(expected: object) -> Expected:
+    """``expected`` if it is an expectation a store can test, else :class:`InvalidInput`.
+
+    >>> check(3), check(ANY)
+    (3, <ExpectedVersion.ANY: 'any'>)
+    """
+    if isinstance(expected, bool) or not isinstance(expected, (int, ExpectedVersion)):
+        raise errors.InvalidInput(
+            f"expected_version must be an int >= 0 or ANY, NO_STREAM, STREAM_EXISTS; "
+            f"got {expected!r}"
+        )
+    if isinstance(expected, int) and not 0 <= expected <= INT32_MAX:
+        raise errors.InvalidInput(f"expected_version must be >= 0, got {expected}")
+    return expected
+
+
 @attrs.frozen
 class AppendResult:
     """The outcome of ``EventStore.append``.
@@ -61,3 +81,45 @@ class AppendResult:
     position: Position
     appended: int
     recorded: tuple[RecordedEvent[Event], ...] = ()
+
+
+@attrs.frozen
+class StreamAppend:
+    """One stream's part of :meth:`EventStore.append_many <cqrs.store.EventStore.append_many>`.
+
+    The same arguments as ``append``, for one stream: its events, the version
+    it expects, its type (default: the id's category) and metadata merged
+    into each of its events (after the call's shared metadata).
+
+    >>> StreamAppend("order-1", [], expected_version=3).expected_version
+    3
+    """
+
+    stream_id: str
+    events: Sequence[Event | NewEvent[Event]]
+    expected_version: Expected = ANY
+    stream_type: str | None = None
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def check_appends(appends: object, caller: str) -> list[StreamAppend]:
+    """``appends`` as a list of :class:`StreamAppend`, each stream once, else ``InvalidInput``.
+
+    >>> check_appends([StreamAppend("a-1", [])], "append_many")[0].stream_id
+    'a-1'
+    """
+    if isinstance(appends, StreamAppend) or not isinstance(appends, Sequence):
+        raise errors.InvalidInput(f"{caller} takes a list of StreamAppend; wrap it in [ ]")
+    seen: set[object] = set()
+    for item in appends:
+        if not isinstance(item, StreamAppend):
+            raise errors.InvalidInput(
+                f"{caller} got {item!r}; pass cqrs.store.StreamAppend(stream_id, events)"
+            )
+        if item.stream_id in seen:
+            raise errors.InvalidInput(
+                f"stream {item.stream_id!r} appears twice in one {caller}; "
+                "put all its events in one StreamAppend"
+            )
+        seen.add(item.stream_id)
+    return list(appends)

@@ -3,18 +3,21 @@ prepares each once per connection)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import TextClause, TextualSelect, column, text
 
+from cqrs.store import rows
 from cqrs.store.horizon import READ_HORIZON
 
 
-def _rows(statement: TextClause, names: str) -> TextualSelect:
+def _named(statement: TextClause, names: Sequence[str]) -> TextualSelect:
     """``statement`` with its result columns named, untyped (values come as psycopg gives them).
 
     SQLAlchemy then keeps the result metadata with the cached compiled form
     instead of rebuilding it from the cursor on every call.
     """
-    return statement.columns(*(column(name.strip()) for name in names.split(",")))
+    return statement.columns(*(column(name) for name in names))
 
 
 _INSERT_EVENTS = """
@@ -24,7 +27,7 @@ INSERT INTO events (event_id, stream_id, stream_type, version, event_type,
 _RETURNING = """
 RETURNING global_position, transaction_id::text AS xid, version, event_id, recorded_at, stream_type
 """
-_RETURNED = "global_position, xid, version, event_id, recorded_at, stream_type"
+_RETURNED = ("global_position", "xid", "version", "event_id", "recorded_at", "stream_type")
 
 # Several events: the payloads travel as ONE JSON array text each (:datas,
 # :metas), which psycopg sends as is; a text[] of JSON documents is escaped
@@ -136,10 +139,10 @@ s AS (
 )"""
 )
 
-APPEND_NEW = _rows(text(_NEW_HEAD + _EVENT_ROWS), _RETURNED)
-APPEND_ANY = _rows(text(_ANY_HEAD + _EVENT_ROWS), _RETURNED)
-APPEND_EXACT = _rows(text(_EXACT_HEAD + _EVENT_ROWS), _RETURNED)
-APPEND_EXISTING = _rows(text(_EXISTING_HEAD + _EVENT_ROWS), _RETURNED)
+APPEND_NEW = _named(text(_NEW_HEAD + _EVENT_ROWS), _RETURNED)
+APPEND_ANY = _named(text(_ANY_HEAD + _EVENT_ROWS), _RETURNED)
+APPEND_EXACT = _named(text(_EXACT_HEAD + _EVENT_ROWS), _RETURNED)
+APPEND_EXISTING = _named(text(_EXISTING_HEAD + _EVENT_ROWS), _RETURNED)
 
 _HEADS = {"new": _NEW_HEAD, "any": _ANY_HEAD, "exact": _EXACT_HEAD, "existing": _EXISTING_HEAD}
 
@@ -147,9 +150,9 @@ _HEADS = {"new": _NEW_HEAD, "any": _ANY_HEAD, "exact": _EXACT_HEAD, "existing": 
 # by batch shape: several events, one event, several events over JSON_ARRAY_LIMIT.
 APPEND_MANY = {"new": APPEND_NEW, "any": APPEND_ANY, "exact": APPEND_EXACT,
                "existing": APPEND_EXISTING}  # fmt: skip
-APPEND_ONE = {mode: _rows(text(head + _EVENT_ROW), _RETURNED) for mode, head in _HEADS.items()}
+APPEND_ONE = {mode: _named(text(head + _EVENT_ROW), _RETURNED) for mode, head in _HEADS.items()}
 APPEND_HUGE = {
-    mode: _rows(text(head + _EVENT_ROWS_HUGE), _RETURNED) for mode, head in _HEADS.items()
+    mode: _named(text(head + _EVENT_ROWS_HUGE), _RETURNED) for mode, head in _HEADS.items()
 }
 
 # Characters of JSON above which a batch's payloads go as text[] (_EVENT_ROWS_HUGE).
@@ -176,21 +179,13 @@ FIND_EVENT_IDS = text(
     "                    WHERE stream_id = :sid)"
 )
 
-# data and metadata travel as text and are parsed by EventStore.decode with
-# json.loads(str), several times cheaper per row than psycopg's jsonb loader.
-EVENT_COLUMNS = (
-    "event_id, stream_id, stream_type, version, transaction_id::text AS xid, global_position, "
-    "event_type, schema_version, data::text AS data, metadata::text AS metadata, recorded_at"
-)
-_EVENT_NAMES = (
-    "event_id, stream_id, stream_type, version, xid, global_position, "
-    "event_type, schema_version, data, metadata, recorded_at"
-)
+# Every read of events selects one row shape, owned by cqrs.store.rows.
+EVENT_COLUMNS = rows.select_list("events")
 
 # Partition pruning: no event of a stream is older than the stream row (both
 # stamps are clock_timestamp(); the hour absorbs clock steps), so monthly
 # partitions before the stream's month are skipped at run time.
-READ_STREAM = _rows(
+READ_STREAM = _named(
     text(
         f"SELECT {EVENT_COLUMNS} FROM events "
         "WHERE stream_id = :sid AND version >= :lo AND version <= :hi "
@@ -198,17 +193,17 @@ READ_STREAM = _rows(
         "                    WHERE stream_id = :sid) "
         "ORDER BY version"
     ),
-    _EVENT_NAMES,
+    rows.FIELDS,
 )
 
 
 # The gap-free cursor: only transactions older than every running one that can
 # write this database (the horizon, cqrs.store.horizon) are visible to the
 # reader, so a later commit can never land behind the cursor.
-# The xid is selected as text under another name (EVENT_COLUMNS) and ORDER BY
+# The xid is selected as text under another name (cqrs.store.rows) and ORDER BY
 # names the table's column: ORDER BY a bare name binds to an output column
 # first, and sorting by the text form puts '10000' before '9999' and skips
-# events. Every reader of the log selects EVENT_COLUMNS.
+# events.
 #
 # The horizon filters the page AFTER the LIMIT, not inside it. Both give the
 # same rows: every event at or above the horizon sorts after every event below
@@ -219,16 +214,16 @@ READ_STREAM = _rows(
 # events instead of 1 ms in index order (docs/benchmarks.md, "read_all").
 def _read_all_page(filters: str = "") -> TextualSelect:
     """One page of the gap-free log; ``filters`` narrows the rows inside the LIMIT."""
-    return _rows(
+    return _named(
         text(
-            f"SELECT {_EVENT_NAMES} FROM ("
+            f"SELECT {rows.names()} FROM ("
             f"SELECT {EVENT_COLUMNS}, events.transaction_id AS sort_xid FROM events "
             f"WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos){filters} "
             "ORDER BY events.transaction_id, events.global_position LIMIT :lim) page "
             f"WHERE sort_xid < {READ_HORIZON} "
             "ORDER BY sort_xid, global_position"
         ),
-        _EVENT_NAMES,
+        rows.FIELDS,
     )
 
 
@@ -242,4 +237,95 @@ HEAD = text(
 
 SET_ARCHIVED = text(
     "UPDATE streams SET archived = :archived WHERE stream_id = :sid RETURNING stream_id"
+)
+
+
+# Many streams in one statement (EventStore.append_many): every stream's
+# expectation is checked BEFORE anything is written, so a refused call writes
+# nothing and leaves the transaction usable, like a refused single append.
+#
+# * ``lk``: as above, but a first write takes the advisory locks of every
+#   stream of the call, in key order (two calls over the same streams cannot
+#   deadlock), and only then its id.
+# * ``cur`` locks the existing stream rows (in stream_id order, for the same
+#   reason) and so sees their latest committed version; ``chk`` tests each
+#   stream's expectation and ``last_xid`` against it (COALESCE: a missing row
+#   fails an exact or exists check instead of being ignored by bool_and).
+# * ``created``/``moved`` write the stream heads only when every check held;
+#   the events follow in input order (ORDER BY ord), so within each stream
+#   log order is version order.
+# * A stream created by a concurrent transaction after the check (not locked:
+#   it did not exist) makes ``created`` skip it; ``torn`` then fails the whole
+#   statement (a cast error, 22P02, 'cqrs-torn-append'), so nothing is written.
+#   The cast takes a sub-select: a constant would be folded, and fail, at plan
+#   time whatever the condition.
+APPEND_STREAMS = _named(
+    text("""
+WITH lk AS (
+    SELECT pg_current_xact_id() AS xid FROM (
+        SELECT CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN (
+            SELECT count(pg_advisory_xact_lock(k)) FROM (
+                SELECT DISTINCT hashtextextended(sid, 7) AS k
+                FROM unnest(CAST(:sids AS text[])) AS sid ORDER BY 1) keys) END OFFSET 0) first
+),
+i AS (
+    SELECT * FROM unnest(CAST(:sids AS text[]), CAST(:stypes AS text[]), CAST(:ns AS int[]),
+                         CAST(:expecteds AS int[]), CAST(:modes AS text[]))
+        AS i(sid, stype, n, expected, mode)
+),
+cur AS (
+    SELECT stream_id, version, archived, last_xid FROM streams
+    WHERE stream_id = ANY(CAST(:sids AS text[])) AND (SELECT xid FROM lk) IS NOT NULL
+    ORDER BY stream_id FOR UPDATE
+),
+chk AS (
+    SELECT coalesce(bool_and(coalesce(CASE i.mode
+        WHEN 'new' THEN c.stream_id IS NULL
+        WHEN 'any' THEN c.stream_id IS NULL
+                        OR (NOT c.archived AND c.last_xid <= (SELECT xid FROM lk))
+        WHEN 'exact' THEN c.version = i.expected AND NOT c.archived
+                          AND c.last_xid <= (SELECT xid FROM lk)
+        ELSE NOT c.archived AND c.last_xid <= (SELECT xid FROM lk) END, false)), false) AS ok
+    FROM i LEFT JOIN cur c ON c.stream_id = i.sid
+),
+created AS (
+    INSERT INTO streams (stream_id, stream_type, version, last_xid)
+    SELECT i.sid, i.stype, i.n, (SELECT xid FROM lk) FROM i
+    WHERE (SELECT ok FROM chk) AND i.sid NOT IN (SELECT stream_id FROM cur)
+    ON CONFLICT (stream_id) DO NOTHING
+    RETURNING stream_id, version, stream_type
+),
+moved AS (
+    UPDATE streams s SET version = s.version + i.n, last_xid = (SELECT xid FROM lk)
+    FROM i WHERE s.stream_id = i.sid AND (SELECT ok FROM chk)
+      AND s.stream_id IN (SELECT stream_id FROM cur)
+    RETURNING s.stream_id, s.version, s.stream_type
+),
+heads AS (SELECT * FROM created UNION ALL SELECT * FROM moved),
+ev AS (
+    INSERT INTO events (event_id, stream_id, stream_type, version, event_type,
+                        schema_version, data, metadata)
+    SELECT e.id, e.sid, h.stream_type, h.version - i.n + e.k, e.type, e.sv, e.data, e.meta
+    FROM ROWS FROM (unnest(CAST(:ids AS uuid[])), unnest(CAST(:esids AS text[])),
+                    unnest(CAST(:ks AS int[])), unnest(CAST(:types AS text[])),
+                    unnest(CAST(:svs AS int[])), jsonb_array_elements(CAST(:datas AS jsonb)),
+                    jsonb_array_elements(CAST(:metas AS jsonb)))
+            WITH ORDINALITY AS e(id, sid, k, type, sv, data, meta, ord)
+    JOIN heads h ON h.stream_id = e.sid JOIN i ON i.sid = e.sid
+    ORDER BY e.ord
+    RETURNING global_position, transaction_id::text AS xid, version, event_id, recorded_at,
+              stream_type, stream_id
+)
+SELECT ev.global_position, ev.xid, ev.version, ev.event_id, ev.recorded_at, ev.stream_type,
+       ev.stream_id,
+       CASE WHEN (SELECT count(*) FROM heads) < (SELECT count(*) FROM i)
+            THEN CAST('cqrs-torn-append ' || (SELECT count(*) FROM heads) AS int) END AS torn
+FROM ev"""),
+    (*_RETURNED, "stream_id", "torn"),
+)
+
+# Why a multi-stream append wrote nothing: each stream as committed.
+REFUSALS = text(
+    "SELECT stream_id, version, archived, last_xid > pg_current_xact_id(), last_xid::text, "
+    "pg_current_xact_id()::text FROM streams WHERE stream_id = ANY(CAST(:sids AS text[]))"
 )

@@ -32,11 +32,12 @@ from sqlalchemy.orm import Session
 
 from cqrs import errors
 from cqrs.config import Settings
-from cqrs.events.model import START, Event, NewEvent, Position, event
-from cqrs.events.registry import EventRegistry
+from cqrs.events.model import START, Event, NewEvent, Position
+from cqrs.events.registry import EventRegistry, event
 from cqrs.store.event_store import EventStore
-from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
+from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, StreamAppend
 from cqrs.store.horizon import HORIZON
+from cqrs.store.interface import EventStoreProtocol
 from cqrs.testing.memory import InMemoryEventStore, MemoryLog
 
 __all__ = [
@@ -122,7 +123,9 @@ def _split_name(data: dict[str, Any]) -> dict[str, Any]:
 class StoreHarness(Protocol):
     """What a backend hands the suite."""
 
-    def store(self, registry: EventRegistry, settings: Settings | None = None) -> EventStore:
+    def store(
+        self, registry: EventRegistry, settings: Settings | None = None
+    ) -> EventStoreProtocol:
         """A store over the backend's database (every call: the same database)."""
         ...
 
@@ -144,7 +147,9 @@ class PostgresHarness:
         self.settings = settings or Settings()
         self.executor = executor
 
-    def store(self, registry: EventRegistry, settings: Settings | None = None) -> EventStore:
+    def store(
+        self, registry: EventRegistry, settings: Settings | None = None
+    ) -> EventStoreProtocol:
         return EventStore(registry=registry, settings=settings or self.settings)
 
     def reset(self) -> None:
@@ -201,7 +206,9 @@ class MemoryHarness:
         self.log = MemoryLog()
         self.settings = settings or Settings()
 
-    def store(self, registry: EventRegistry, settings: Settings | None = None) -> EventStore:
+    def store(
+        self, registry: EventRegistry, settings: Settings | None = None
+    ) -> EventStoreProtocol:
         return InMemoryEventStore(registry, settings or self.settings, log=self.log)
 
     def transaction(self) -> AbstractContextManager[Any]:
@@ -224,23 +231,28 @@ class EventStoreConformance:
         return store_harness
 
     @pytest.fixture
-    def store(self, store_harness: StoreHarness) -> EventStore:
+    def store(self, store_harness: StoreHarness) -> EventStoreProtocol:
         return store_harness.store(registry)
 
     def append(
-        self, h: StoreHarness, store: EventStore, stream_id: str, events: list[Any], **kw: Any
+        self,
+        h: StoreHarness,
+        store: EventStoreProtocol,
+        stream_id: str,
+        events: list[Any],
+        **kw: Any,
     ) -> Any:
         with h.transaction() as tx:
             return store.append(tx, stream_id, events, **kw)
 
-    def versions(self, h: StoreHarness, store: EventStore, stream_id: str) -> list[int]:
+    def versions(self, h: StoreHarness, store: EventStoreProtocol, stream_id: str) -> list[int]:
         with h.transaction() as tx:
             return [e.version for e in store.read_stream(tx, stream_id)]
 
     # -- appending -------------------------------------------------------------
 
     def test_append_creates_stream_and_returns_recorded(
-        self, h: StoreHarness, store: EventStore
+        self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
         result = self.append(h, store, "acct-1", [Opened("ann"), Deposited(Decimal("1.50"))])
         assert (result.stream_id, result.version, result.appended) == ("acct-1", 2, 2)
@@ -252,15 +264,79 @@ class EventStoreConformance:
         assert read[1].event == Deposited(Decimal("1.50"))
         assert {e.stream_type for e in read} == {"acct"}
 
+    # -- appending to many streams ------------------------------------------------
+
+    def test_append_many_writes_every_stream(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
+        self.append(h, store, "acct-3", _opened())
+        with h.transaction() as tx:
+            results = store.append_many(
+                tx,
+                [
+                    StreamAppend("acct-1", _opened(2), expected_version=NO_STREAM),
+                    StreamAppend("acct-2", [], expected_version=NO_STREAM),
+                    StreamAppend("acct-3", [Deposited(Decimal(1))], expected_version=1),
+                ],
+                metadata={"correlation_id": "c"},
+            )
+        assert [(r.stream_id, r.version, r.appended) for r in results] == [
+            ("acct-1", 2, 2),
+            ("acct-2", 0, 0),
+            ("acct-3", 2, 1),
+        ]
+        assert self.versions(h, store, "acct-1") == [1, 2]
+        assert self.versions(h, store, "acct-3") == [1, 2]
+        with h.transaction() as tx:
+            assert store.stream_info(tx, "acct-2") is None
+            assert store.read_stream(tx, "acct-3")[1].metadata == {"correlation_id": "c"}
+
+    def test_append_many_refuses_all_or_nothing(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
+        self.append(h, store, "acct-1", _opened())
+        self.append(h, store, "acct-2", _opened())
+        with pytest.raises(errors.ConcurrencyError) as one, h.transaction() as tx:
+            store.append_many(
+                tx,
+                [
+                    StreamAppend("acct-9", _opened(), expected_version=NO_STREAM),
+                    StreamAppend("acct-1", _opened(), expected_version=3),
+                ],
+            )
+        assert (one.value.stream_id, one.value.actual) == ("acct-1", 1)
+        with pytest.raises(errors.AppendRefused) as many, h.transaction() as tx:
+            store.append_many(
+                tx,
+                [
+                    StreamAppend("acct-1", _opened(), expected_version=NO_STREAM),
+                    StreamAppend("acct-2", _opened(), expected_version=5),
+                    StreamAppend("acct-9", _opened(), expected_version=NO_STREAM),
+                ],
+            )
+        assert sorted(many.value.refusals) == ["acct-1", "acct-2"]
+        assert self.versions(h, store, "acct-1") == [1]
+        assert self.versions(h, store, "acct-2") == [1]
+        with h.transaction() as tx:
+            assert store.stream_info(tx, "acct-9") is None
+
+    def test_append_many_refuses_the_same_stream_twice(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
+        with pytest.raises(errors.InvalidInput, match="appears twice"), h.transaction() as tx:
+            store.append_many(
+                tx, [StreamAppend("acct-1", _opened()), StreamAppend("acct-1", _opened())]
+            )
+
     @pytest.mark.parametrize("expected", [ANY, NO_STREAM, 0])
     def test_new_stream_expectations_that_hold(
-        self, h: StoreHarness, store: EventStore, expected: ExpectedVersion | int
+        self, h: StoreHarness, store: EventStoreProtocol, expected: ExpectedVersion | int
     ) -> None:
         assert self.append(h, store, "s-1", _opened(2), expected_version=expected).version == 2
 
     @pytest.mark.parametrize("expected", [STREAM_EXISTS, 1, 5])
     def test_new_stream_expectations_that_fail(
-        self, h: StoreHarness, store: EventStore, expected: ExpectedVersion | int
+        self, h: StoreHarness, store: EventStoreProtocol, expected: ExpectedVersion | int
     ) -> None:
         with pytest.raises(errors.ConcurrencyError) as info:
             self.append(h, store, "s-1", _opened(), expected_version=expected)
@@ -274,7 +350,7 @@ class EventStoreConformance:
 
     @pytest.mark.parametrize("expected", [ANY, STREAM_EXISTS, 2])
     def test_existing_stream_expectations_that_hold(
-        self, h: StoreHarness, store: EventStore, expected: ExpectedVersion | int
+        self, h: StoreHarness, store: EventStoreProtocol, expected: ExpectedVersion | int
     ) -> None:
         self.append(h, store, "s-1", _opened(2))
         result = self.append(h, store, "s-1", _opened(3), expected_version=expected)
@@ -283,7 +359,7 @@ class EventStoreConformance:
 
     @pytest.mark.parametrize("expected", [NO_STREAM, 0, 1, 3])
     def test_existing_stream_expectations_that_fail(
-        self, h: StoreHarness, store: EventStore, expected: ExpectedVersion | int
+        self, h: StoreHarness, store: EventStoreProtocol, expected: ExpectedVersion | int
     ) -> None:
         self.append(h, store, "s-1", _opened(2))
         with pytest.raises(errors.ConcurrencyError) as info:
@@ -294,7 +370,7 @@ class EventStoreConformance:
         assert self.versions(h, store, "s-1") == [1, 2]
 
     def test_empty_append_checks_expectation_and_writes_nothing(
-        self, h: StoreHarness, store: EventStore
+        self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
         assert self.append(h, store, "s-1", []).appended == 0
         with h.transaction() as tx:
@@ -308,7 +384,7 @@ class EventStoreConformance:
             self.append(h, store, "s-1", [], expected_version=NO_STREAM)
         assert info.value.actual == 2
 
-    def test_stream_type_and_info(self, h: StoreHarness, store: EventStore) -> None:
+    def test_stream_type_and_info(self, h: StoreHarness, store: EventStoreProtocol) -> None:
         self.append(h, store, "order-7", _opened())
         self.append(h, store, "x-1", _opened(), stream_type="Custom")
         self.append(h, store, "x-1", _opened(), stream_type="Ignored")
@@ -328,7 +404,7 @@ class EventStoreConformance:
         assert (custom.stream_type, custom.version) == ("Custom", 2)
         assert [e.stream_type for e in read] == ["Custom", "Custom"]
 
-    def test_metadata_round_trip(self, h: StoreHarness, store: EventStore) -> None:
+    def test_metadata_round_trip(self, h: StoreHarness, store: EventStoreProtocol) -> None:
         correlation, causation = str(uuid.uuid4()), str(uuid.uuid4())
         own = NewEvent(Opened("ann"), metadata={"user": "u-1", "causation_id": "own"})
         result = self.append(
@@ -354,13 +430,13 @@ class EventStoreConformance:
 
     # -- all or nothing ----------------------------------------------------------
 
-    def _assert_untouched(self, h: StoreHarness, store: EventStore) -> None:
+    def _assert_untouched(self, h: StoreHarness, store: EventStoreProtocol) -> None:
         assert self.versions(h, store, "s-1") == [1]
         with h.transaction() as tx:
             assert [e.stream_id for e in store.read_all(tx)] == ["s-1"]
 
     def test_unserialisable_payload_writes_nothing(
-        self, h: StoreHarness, store: EventStore
+        self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
         self.append(h, store, "s-1", _opened())
         batch = [Noted("fine"), Noted({1, 2}), Noted("fine")]
@@ -393,7 +469,7 @@ class EventStoreConformance:
         ],
     )
     def test_bad_item_in_the_middle_writes_nothing(
-        self, h: StoreHarness, store: EventStore, bad: Any
+        self, h: StoreHarness, store: EventStoreProtocol, bad: Any
     ) -> None:
         self.append(h, store, "s-1", _opened())
         with pytest.raises(errors.InvalidInput):
@@ -401,7 +477,7 @@ class EventStoreConformance:
         self._assert_untouched(h, store)
 
     def test_unregistered_event_class_writes_nothing(
-        self, h: StoreHarness, store: EventStore
+        self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
         self.append(h, store, "s-1", _opened())
         with pytest.raises(errors.EventRegistrationError):
@@ -409,7 +485,7 @@ class EventStoreConformance:
         self._assert_untouched(h, store)
 
     def test_same_id_twice_in_one_batch_is_refused(
-        self, h: StoreHarness, store: EventStore
+        self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
         self.append(h, store, "s-1", _opened())
         twice = uuid.uuid4()
@@ -419,7 +495,7 @@ class EventStoreConformance:
 
     @pytest.mark.parametrize("bad", ["x", -1, True, None, 2**40])
     def test_bad_expected_version_is_refused(
-        self, h: StoreHarness, store: EventStore, bad: Any
+        self, h: StoreHarness, store: EventStoreProtocol, bad: Any
     ) -> None:
         self.append(h, store, "s-1", _opened())
         with pytest.raises(errors.InvalidInput):
@@ -427,7 +503,7 @@ class EventStoreConformance:
         self._assert_untouched(h, store)
 
     def test_single_event_not_in_a_list_is_refused(
-        self, h: StoreHarness, store: EventStore
+        self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
         self.append(h, store, "s-1", _opened())
         with pytest.raises(errors.InvalidInput, match=r"\[ \]"):
@@ -437,7 +513,9 @@ class EventStoreConformance:
     @pytest.mark.parametrize(
         "stream_id", ["", "   ", "x" * 201, "a\x00b", 17, None, b"bytes"], ids=repr
     )
-    def test_invalid_stream_ids(self, h: StoreHarness, store: EventStore, stream_id: Any) -> None:
+    def test_invalid_stream_ids(
+        self, h: StoreHarness, store: EventStoreProtocol, stream_id: Any
+    ) -> None:
         with pytest.raises(errors.InvalidStreamId) as info:
             self.append(h, store, stream_id, _opened())
         assert "max_id_length" in str(info.value)
@@ -445,7 +523,7 @@ class EventStoreConformance:
             assert store.read_all(tx) == []
 
     def test_rolled_back_transaction_leaves_nothing(
-        self, h: StoreHarness, store: EventStore
+        self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
         self.append(h, store, "s-1", _opened())
         with pytest.raises(RuntimeError), h.transaction() as tx:
@@ -462,7 +540,7 @@ class EventStoreConformance:
         assert self.append(h, store, "s-2", _opened(), expected_version=NO_STREAM).version == 1
 
     def test_writes_of_one_transaction_see_each_other(
-        self, h: StoreHarness, store: EventStore
+        self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
         with h.transaction() as tx:
             store.append(tx, "s-1", _opened(), expected_version=NO_STREAM)
@@ -476,7 +554,9 @@ class EventStoreConformance:
 
     # -- idempotency -------------------------------------------------------------
 
-    def test_resending_the_same_ids_is_a_no_op(self, h: StoreHarness, store: EventStore) -> None:
+    def test_resending_the_same_ids_is_a_no_op(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
         batch = [NewEvent(Opened("ann")), NewEvent(Deposited(Decimal(3)))]
         first = self.append(h, store, "s-1", batch, expected_version=NO_STREAM)
         again = self.append(h, store, "s-1", batch, expected_version=NO_STREAM)
@@ -488,13 +568,15 @@ class EventStoreConformance:
         assert self.versions(h, store, "s-1") == [1, 2, 3]
 
     def test_same_id_in_another_stream_is_a_new_event(
-        self, h: StoreHarness, store: EventStore
+        self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
         batch = [NewEvent(Opened("ann"))]
         self.append(h, store, "s-1", batch)
         assert self.append(h, store, "s-2", batch).appended == 1
 
-    def test_partial_resend_raises_duplicate(self, h: StoreHarness, store: EventStore) -> None:
+    def test_partial_resend_raises_duplicate(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
         stored = NewEvent(Opened("ann"))
         self.append(h, store, "s-1", [stored])
         fresh = NewEvent(Opened("bob"))
@@ -508,7 +590,7 @@ class EventStoreConformance:
 
     @pytest.mark.parametrize("expected", [ANY, STREAM_EXISTS, 1, 0, 5])
     def test_archived_stream_takes_no_events(
-        self, h: StoreHarness, store: EventStore, expected: ExpectedVersion | int
+        self, h: StoreHarness, store: EventStoreProtocol, expected: ExpectedVersion | int
     ) -> None:
         self.append(h, store, "s-1", _opened())
         with h.transaction() as tx:
@@ -523,12 +605,12 @@ class EventStoreConformance:
             store.archive(tx, "s-1", archived=False)
         assert self.append(h, store, "s-1", _opened(), expected_version=1).version == 2
 
-    def test_archive_missing_stream(self, h: StoreHarness, store: EventStore) -> None:
+    def test_archive_missing_stream(self, h: StoreHarness, store: EventStoreProtocol) -> None:
         with pytest.raises(errors.StreamNotFound), h.transaction() as tx:
             store.archive(tx, "nope-1")
 
     def test_resend_to_archived_stream_is_still_a_no_op(
-        self, h: StoreHarness, store: EventStore
+        self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
         batch = [NewEvent(Opened("ann"))]
         self.append(h, store, "s-1", batch)
@@ -538,7 +620,7 @@ class EventStoreConformance:
 
     # -- reading -----------------------------------------------------------------
 
-    def test_read_stream_ranges(self, h: StoreHarness, store: EventStore) -> None:
+    def test_read_stream_ranges(self, h: StoreHarness, store: EventStoreProtocol) -> None:
         self.append(h, store, "s-1", _opened(5))
         self.append(h, store, "s-2", _opened(2))
         with h.transaction() as tx:
@@ -550,12 +632,14 @@ class EventStoreConformance:
             assert store.read_stream(tx, "s-1", from_version=4, to_version=3) == []
             assert {e.stream_id for e in store.read_stream(tx, "s-1")} == {"s-1"}
 
-    def test_read_missing_stream(self, h: StoreHarness, store: EventStore) -> None:
+    def test_read_missing_stream(self, h: StoreHarness, store: EventStoreProtocol) -> None:
         with pytest.raises(errors.StreamNotFound) as info, h.transaction() as tx:
             store.read_stream(tx, "ghost-1")
         assert info.value.stream_id == "ghost-1"
 
-    def test_read_all_order_limit_after_types(self, h: StoreHarness, store: EventStore) -> None:
+    def test_read_all_order_limit_after_types(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
         self.append(h, store, "a-1", [Opened("a"), Deposited(Decimal(1))])
         self.append(h, store, "b-1", [Opened("b")])
         self.append(h, store, "a-1", [Deposited(Decimal(2)), Noted("n")])
@@ -582,7 +666,7 @@ class EventStoreConformance:
             assert store.head(tx) == everything[-1].position
 
     def test_paging_read_all_sees_every_event_once(
-        self, h: StoreHarness, store: EventStore
+        self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
         for i in range(7):
             self.append(h, store, f"p-{i % 3}", _opened(i % 3 + 1))
@@ -595,7 +679,7 @@ class EventStoreConformance:
         assert len(seen) == len(set(seen)) == sum(i % 3 + 1 for i in range(7))
         assert seen == sorted(seen)
 
-    def test_unknown_event_type_on_read(self, h: StoreHarness, store: EventStore) -> None:
+    def test_unknown_event_type_on_read(self, h: StoreHarness, store: EventStoreProtocol) -> None:
         writer = h.store(_secret_registry)
         self.append(h, store, "s-1", _opened())
         result = self.append(h, writer, "s-1", [Secret("x")])
@@ -628,7 +712,9 @@ class EventStoreConformance:
             with pytest.raises(errors.SerializationError, match="newer than"):
                 old.read_stream(tx, "person-1")
 
-    def test_codec_round_trip_through_the_store(self, h: StoreHarness, store: EventStore) -> None:
+    def test_codec_round_trip_through_the_store(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
         rich = Rich(
             amount=Decimal("12345678901234567890.000000001"),
             at=datetime(2026, 3, 1, 12, 30, 45, 123456, tzinfo=timezone(timedelta(hours=5))),
@@ -649,7 +735,9 @@ class EventStoreConformance:
 
     # -- concurrency -------------------------------------------------------------
 
-    def test_one_winner_per_expected_version(self, h: StoreHarness, store: EventStore) -> None:
+    def test_one_winner_per_expected_version(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
         self.append(h, store, "race-1", _opened())
         writers = 4
         barrier = threading.Barrier(writers)

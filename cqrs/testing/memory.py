@@ -1,7 +1,9 @@
 """Public: ``InMemoryEventStore``, a test double of ``EventStore`` with the same API and errors.
 
-It validates, encodes and decodes exactly like the PostgreSQL store (it reuses
-its code for that), keeps the same expected-version semantics and passes the
+It implements :class:`~cqrs.store.interface.EventStoreProtocol`, validates,
+encodes and decodes exactly like the PostgreSQL store (both call the same
+functions: ``cqrs.store.validation``, ``cqrs.store.encoding``,
+``cqrs.store.rows``), keeps the same expected-version semantics and passes the
 same conformance suite (``cqrs.testing.conformance``). Transactions are
 serialised by one lock: a :class:`MemoryTransaction` holds it from begin to
 commit or rollback, so readers only ever see committed events.
@@ -18,7 +20,6 @@ Any executor other than a :class:`MemoryTransaction` of the same log (a
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,17 +33,17 @@ from cqrs import errors
 from cqrs.config import Settings
 from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
-from cqrs.events.registry import EventRegistry
-from cqrs.store.event_store import EventStore, StreamInfo, default_stream_type
-from cqrs.store.expected import ANY, AppendResult, Expected, holds
+from cqrs.events.registry import EventRegistry, default_registry
+from cqrs.store.encoding import encode_batch
+from cqrs.store.event_store import StreamInfo, default_stream_type
+from cqrs.store.expected import ANY, AppendResult, Expected, StreamAppend, check_appends, holds
+from cqrs.store.expected import check as check_expected
+from cqrs.store.rows import EventRow, decode_row
+from cqrs.store.validation import check_stream_id
 
 __all__ = ["InMemoryEventStore", "MemoryLog", "MemoryTransaction"]
 
 T = TypeVar("T")
-Row = tuple[Any, ...]
-"""A stored event shaped like a row of ``cqrs.store.sql``'s reads, JSON kept as text."""
-
-_VERSION = 3  # index of ``version`` in a Row
 
 
 class MemoryLog:
@@ -52,8 +53,8 @@ class MemoryLog:
         self.lock = threading.Lock()
         self.owner: int | None = None
         self.streams: dict[str, StreamInfo] = {}
-        self.stream_rows: dict[str, list[Row]] = {}
-        self.rows: list[Row] = []
+        self.stream_rows: dict[str, list[EventRow]] = {}
+        self.rows: list[EventRow] = []  # JSON kept as text, xid as int
         self.next_xid = 1
         self.next_position = 1
 
@@ -127,8 +128,8 @@ class MemoryTransaction:
         self.log.lock.release()
 
 
-class InMemoryEventStore(EventStore):
-    """``EventStore`` over a :class:`MemoryLog` instead of PostgreSQL.
+class InMemoryEventStore:
+    """An event store over a :class:`MemoryLog` instead of PostgreSQL.
 
     Stores sharing one ``log`` see the same events, which is how a test reads
     with another registry (say, a newer event version and its upcaster).
@@ -142,7 +143,8 @@ class InMemoryEventStore(EventStore):
         *,
         log: MemoryLog | None = None,
     ) -> None:
-        super().__init__(registry, settings, codec)
+        self.settings = settings or Settings()
+        self.codec = codec or EventCodec(registry or default_registry)
         self.log = log or MemoryLog()
 
     def transaction(self) -> AbstractContextManager[MemoryTransaction]:
@@ -163,8 +165,8 @@ class InMemoryEventStore(EventStore):
     ) -> AppendResult:
         """Same contract as :meth:`EventStore.append`."""
         self.check_stream_id(stream_id)
-        expected = self._check_expected(expected_version)
-        batch = self._encode(events, metadata)
+        expected = check_expected(expected_version)
+        batch = encode_batch(self.codec, self.settings, events, metadata)
 
         def run(tx: MemoryTransaction) -> AppendResult:
             log = tx.log
@@ -199,7 +201,7 @@ class InMemoryEventStore(EventStore):
                     Position(xid, position), batch.types[i], batch.schema_versions[i],
                     batch.events[i], batch.metadata[i], datetime.now(UTC),
                 )  # fmt: skip
-                row: Row = (
+                row = EventRow(
                     event_id, stream_id, info.stream_type, event.version, xid, position,
                     event.event_type, event.schema_version, batch.datas[i], batch.metas[i],
                     event.recorded_at,
@@ -212,6 +214,44 @@ class InMemoryEventStore(EventStore):
             return AppendResult(
                 stream_id, last.version, last.position, len(batch.ids), tuple(recorded)
             )
+
+        return self._run(executor, run)
+
+    def append_many(
+        self,
+        executor: Any,
+        appends: Sequence[StreamAppend],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[AppendResult]:
+        """Same contract as :meth:`EventStore.append_many`: every check first, then all."""
+        items = check_appends(appends, "append_many")
+        for item in items:
+            self.check_stream_id(item.stream_id)
+            check_expected(item.expected_version)
+            encode_batch(self.codec, self.settings, item.events, metadata)  # refuse bad input
+
+        def run(tx: MemoryTransaction) -> list[AppendResult]:
+            refusals: dict[str, errors.CqrsError] = {}
+            for item in items:
+                info = tx.log.streams.get(item.stream_id)
+                actual = None if info is None else info.version
+                if not holds(item.expected_version, actual) or (
+                    info is not None and info.archived and item.events
+                ):
+                    refusals[item.stream_id] = _refused(item.stream_id, item.expected_version, info)
+            if len(refusals) == 1:
+                raise next(iter(refusals.values()))
+            if refusals:
+                raise errors.AppendRefused(refusals)
+            shared = dict(metadata or {})
+            return [
+                self.append(
+                    tx, item.stream_id, item.events, expected_version=item.expected_version,
+                    stream_type=item.stream_type, metadata={**shared, **item.metadata},
+                )
+                for item in items
+            ]  # fmt: skip
 
         return self._run(executor, run)
 
@@ -243,14 +283,14 @@ class InMemoryEventStore(EventStore):
     ) -> list[RecordedEvent[Event]]:
         """Same contract as :meth:`EventStore.read_stream`."""
 
-        def run(tx: MemoryTransaction) -> list[Row]:
+        def run(tx: MemoryTransaction) -> list[EventRow]:
             rows = tx.log.stream_rows.get(stream_id)
             if rows is None:
                 raise errors.StreamNotFound(stream_id)
             hi = to_version if to_version is not None else len(rows)
-            return [r for r in rows if from_version <= r[_VERSION] <= hi]
+            return [r for r in rows if from_version <= r.version <= hi]
 
-        return [self.decode(_thaw(row)) for row in self._run(executor, run)]
+        return [self.decode(row) for row in self._run(executor, run)]
 
     def read_all(
         self,
@@ -263,31 +303,39 @@ class InMemoryEventStore(EventStore):
         """Same contract as :meth:`EventStore.read_all`: committed events after ``after``."""
         wanted = None if types is None else set(types)
 
-        def run(tx: MemoryTransaction) -> list[Row]:
-            found: list[Row] = []
+        def run(tx: MemoryTransaction) -> list[EventRow]:
+            found: list[EventRow] = []
             for row in tx.log.rows:
                 if len(found) >= limit:
                     break
-                if row[4] == tx.xid or Position(row[4], row[5]) <= after:
+                if row.xid == tx.xid or row.position <= after:
                     continue
-                if wanted is None or row[6] in wanted:
+                if wanted is None or row.event_type in wanted:
                     found.append(row)
             return found
 
-        return [self.decode(_thaw(row)) for row in self._run(executor, run)]
+        return [self.decode(row) for row in self._run(executor, run)]
 
     def head(self, executor: Any) -> Position:
         """The position of the newest event written (committed or not)."""
 
         def run(tx: MemoryTransaction) -> Position:
             rows = tx.log.rows
-            return START if not rows else Position(rows[-1][4], rows[-1][5])
+            return START if not rows else rows[-1].position
 
         return self._run(executor, run)
 
     def horizon(self, executor: Any) -> int:
         """The oldest transaction id still running (or the next one to be given out)."""
         return self._run(executor, lambda tx: tx.xid if tx.xid is not None else tx.log.next_xid)
+
+    def decode(self, row: EventRow) -> RecordedEvent[Event]:
+        """Decode a stored row; payloads are parsed afresh each read, as from ``jsonb``."""
+        return decode_row(self.codec, row)
+
+    def check_stream_id(self, stream_id: object) -> None:
+        """Raise :class:`~cqrs.errors.InvalidStreamId` unless ``stream_id`` is usable."""
+        check_stream_id(stream_id, self.settings)
 
     # -- plumbing ------------------------------------------------------------
 
@@ -310,15 +358,10 @@ def _refused(stream_id: str, expected: Expected, info: StreamInfo | None) -> err
 
 def _already_appended(log: MemoryLog, stream_id: str, ids: list[uuid.UUID]) -> AppendResult | None:
     wanted = set(ids)
-    found = [r for r in log.stream_rows.get(stream_id, ()) if r[0] in wanted]
+    found = [r for r in log.stream_rows.get(stream_id, ()) if r.event_id in wanted]
     if not found:
         return None
     if len(found) != len(ids):
-        raise errors.DuplicateEventError(stream_id, sorted(str(r[0]) for r in found))
-    last = max(found, key=lambda r: r[_VERSION])
-    return AppendResult(stream_id, last[_VERSION], Position(last[4], last[5]), 0)
-
-
-def _thaw(row: Row) -> Row:
-    """The row as ``decode`` takes it: fresh dicts on every read, as from ``jsonb``."""
-    return (*row[:8], json.loads(row[8]), json.loads(row[9]), row[10])
+        raise errors.DuplicateEventError(stream_id, sorted(str(r.event_id) for r in found))
+    last = max(found, key=lambda r: r.version)
+    return AppendResult(stream_id, last.version, last.position, 0)

@@ -17,7 +17,7 @@ from typing import Any
 
 from cqrs import CommandBus, UnitOfWork
 from cqrs.commands import Middleware
-from cqrs.projections.inline import InlineProjection
+from cqrs.commands.inline import InlineProjection
 from examples.shop.aggregates import Customer, InventoryItem, Order, Payment, Shipment
 from examples.shop.commands import (
     AddProduct,

@@ -148,9 +148,9 @@ def test_unit_of_work_appends_every_touched_aggregate(cqrs_engine: Engine) -> No
         uow.repository(Order).create("o-7").place("c-1", Decimal(2))
         uow.repository(Counter).create("k-7").increment(5)
         assert uow.repository(Order) is uow.repository(Order)
-        results = uow.commit()
-        with pytest.raises(CommandError, match="already committed"):
-            uow.commit()
+        results = uow.flush()
+        with pytest.raises(CommandError, match="already flushed"):
+            uow.flush()
     assert [r.stream_id for r in results] == ["order-o-7", "counter-k-7"]
     assert [r.event for r in uow.recorded] == [
         OrderPlaced("o-7", "c-1", Decimal(2)),

@@ -28,12 +28,12 @@ from test_projection_models import (
     summary_rows,
 )
 
+from cqrs.commands.inline import InlineProjection
 from cqrs.errors import ProjectionError
 from cqrs.events import RecordedEvent
 from cqrs.projections.batch import Outcome
 from cqrs.projections.declarative import Projection, ProjectionContext
 from cqrs.projections.expr import E
-from cqrs.projections.inline import InlineProjection
 from cqrs.projections.runner import ProjectionRunner
 
 

@@ -25,7 +25,7 @@ from test_projection_models import (
 )
 
 from cqrs.cli.main import main
-from cqrs.errors import HandlerNotFound, ReadModelTimeout
+from cqrs.errors import CommandError, QueryError, QueryHandlerNotFound, ReadModelTimeout
 from cqrs.projections.notify import Listener, install_notify
 from cqrs.projections.runner import ProjectionRunner
 from cqrs.projections.status import horizon_holder, projection_status, wait_for
@@ -79,8 +79,11 @@ def test_query_bus_answers_in_a_read_only_session(engine: Engine) -> None:
     with pytest.raises(InternalError, match="read-only transaction"):
         bus.ask(Unhandled())
     assert bus.ask(OrdersOfCustomer("c-1")) == ["order-1"]
-    with pytest.raises(HandlerNotFound):
+    with pytest.raises(QueryHandlerNotFound) as missing:
         QueryBus(engine).ask(Unhandled())
+    assert not isinstance(missing.value, CommandError)  # a query is not a command
+    with pytest.raises(QueryError, match="already has a handler"):
+        bus.handles(Unhandled)(writes)
 
 
 def test_query_bus_bound_to_another_engine(engine: Engine) -> None:

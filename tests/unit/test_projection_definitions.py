@@ -204,3 +204,17 @@ def test_unserialisable_values_raise() -> None:
     writer.add(Write("upsert", summary, ("a",), {"order_id": "a", "total": object()}))
     with pytest.raises(TypeError, match="cannot pass object"):
         writer.flush()
+
+
+def test_runner_listens_on_the_channel_its_settings_name() -> None:
+    """``Settings.notify_channel`` reaches the runner (it was read once at import before)."""
+    from sqlalchemy import create_engine
+
+    from cqrs.config import Settings
+    from cqrs.projections import ProjectionRunner
+
+    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # never connected
+    runner = ProjectionRunner(engine, [], settings=Settings(notify_channel="shop_events"))
+    assert runner.channel == "shop_events"
+    assert ProjectionRunner(engine, [], channel="other").channel == "other"
+    assert ProjectionRunner(engine, []).channel == "cqrs_events"

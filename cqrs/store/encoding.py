@@ -1,0 +1,89 @@
+"""Internal: a list of events checked and encoded for an append, by every event store.
+
+:func:`encode_batch` turns what a caller passes to ``append`` (events, or
+``NewEvent`` wrappers with ids and metadata of their own) into the parallel
+lists the append statement sends, refusing bad input before anything is
+sent. ``EventStore`` and ``InMemoryEventStore`` both call it, so they accept
+and refuse exactly the same input.
+
+    >>> from cqrs.events import EventCodec, EventRegistry, event, Event
+    >>> registry = EventRegistry()
+    >>> @event("doc.pinged", registry=registry)
+    ... class Pinged(Event):
+    ...     n: int
+    >>> batch = encode_batch(EventCodec(registry), Settings(), [Pinged(1)], {"by": "doc"})
+    >>> batch.types, batch.datas, batch.metas
+    (['doc.pinged'], ['{"n":1}'], ['{"by":"doc"}'])
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from cqrs import errors
+from cqrs.config import Settings
+from cqrs.events.codec import EventCodec
+from cqrs.events.ids import uuid7
+from cqrs.events.model import Event, NewEvent
+
+
+@attrs.define
+class EncodedBatch:
+    """The events of one append as parallel lists (``datas``/``metas`` are JSON texts)."""
+
+    ids: list[uuid.UUID] = attrs.Factory(list)
+    events: list[Event] = attrs.Factory(list)
+    metadata: list[dict[str, Any]] = attrs.Factory(list)
+    types: list[str] = attrs.Factory(list)
+    schema_versions: list[int] = attrs.Factory(list)
+    datas: list[str] = attrs.Factory(list)
+    metas: list[str] = attrs.Factory(list)
+    explicit_ids: bool = False  # some ids were chosen by the caller (NewEvent)
+
+
+def encode_batch(
+    codec: EventCodec,
+    settings: Settings,
+    events: Sequence[Event | NewEvent[Event]],
+    metadata: Mapping[str, Any] | None,
+) -> EncodedBatch:
+    """Check and encode ``events``; ``metadata`` is merged into each event's own."""
+    if isinstance(events, (Event, NewEvent)):
+        raise errors.InvalidInput("append takes a list of events; wrap a single event in [ ]")
+    batch = EncodedBatch()
+    shared = dict(metadata or {})
+    limit = settings.max_payload_bytes
+    for item in events:
+        if isinstance(item, NewEvent):
+            event, event_id, own = item.event, item.event_id, item.metadata
+            batch.explicit_ids = True
+            if not isinstance(event_id, uuid.UUID):
+                raise errors.InvalidInput(
+                    f"NewEvent.event_id must be a uuid.UUID, got {event_id!r}; leave it out "
+                    "for a fresh UUIDv7 or pass uuid.UUID(text)"
+                )
+        elif isinstance(item, Event):
+            event, event_id, own = item, uuid7(), {}
+        else:
+            raise errors.InvalidInput(
+                f"append got {item!r}; pass instances of @event classes or NewEvent"
+            )
+        name, version, data = codec.encode(event)
+        meta = codec.encode_metadata({**shared, **own}) if (shared or own) else "{}"
+        size = len(data.encode()) + len(meta.encode())
+        if size > limit:
+            raise errors.PayloadTooLarge(name, size, limit)
+        batch.events.append(event)
+        batch.metadata.append({**shared, **own})
+        batch.ids.append(event_id)
+        batch.types.append(name)
+        batch.schema_versions.append(version)
+        batch.datas.append(data)
+        batch.metas.append(meta)
+    if len(set(batch.ids)) != len(batch.ids):
+        raise errors.InvalidInput("the same event id appears twice in one append")
+    return batch

@@ -1,0 +1,155 @@
+"""Internal: the one shape of an event row, from the SQL that selects it to ``RecordedEvent``.
+
+Every reader of the log (``EventStore.read_stream`` and ``read_all``, the
+projection runner's batch, dead-letter replay, the relay, the in-memory
+store) selects these columns in this order and turns a row into a
+:class:`~cqrs.events.model.RecordedEvent` through :func:`decode_row`. Adding a
+column to ``events`` touches this module: a field of :class:`EventRow`, and
+its SQL in ``_SELECTED`` when it is not selected as is.
+
+    >>> select_list("e")
+    'e.event_id, e.stream_id, e.stream_type, e.version, e.transaction_id::text AS xid, \
+e.global_position, e.event_type, e.schema_version, e.data::text AS data, \
+e.metadata::text AS metadata, e.recorded_at'
+    >>> names("b")
+    'b.event_id, b.stream_id, b.stream_type, b.version, b.xid, b.global_position, \
+b.event_type, b.schema_version, b.data, b.metadata, b.recorded_at'
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from sqlalchemy import ColumnClause, column
+
+from cqrs.events.model import Event, Position, RecordedEvent
+
+if TYPE_CHECKING:
+    from cqrs.events.codec import EventCodec
+
+
+class EventRow(NamedTuple):
+    """One stored event as the log's readers select it.
+
+    ``xid`` is the transaction id as text (psycopg has no loader for
+    ``xid8``; the in-memory store keeps an ``int``); ``data`` and ``metadata``
+    are JSON texts as selected (``_SELECTED``), or already parsed mappings.
+    """
+
+    event_id: uuid.UUID
+    stream_id: str
+    stream_type: str
+    version: int
+    xid: str | int
+    global_position: int
+    event_type: str
+    schema_version: int
+    data: Any
+    metadata: Any
+    recorded_at: datetime
+
+    @property
+    def position(self) -> Position:
+        """The event's place in the log."""
+        return Position(int(self.xid), self.global_position)
+
+
+FIELDS: tuple[str, ...] = EventRow._fields
+
+# The column of ``events`` behind a field, where the names differ.
+_SOURCE = {"xid": "transaction_id"}
+
+# How a field is selected, where not as is. The xid goes as text under another
+# name: ORDER BY a bare name binds to an output column first, and sorting by the
+# text form would put '10000' before '9999'. The payloads go as text: json.loads
+# on a str costs a fraction of psycopg's jsonb loader on bytes.
+_SELECTED = {
+    "xid": "{t}.transaction_id::text",
+    "data": "{t}.data::text",
+    "metadata": "{t}.metadata::text",
+}
+
+_PAYLOADS = ("data", "metadata")
+
+
+def source_column(field: str) -> str:
+    """The ``events`` column a field comes from (``'xid'`` -> ``'transaction_id'``)."""
+    return _SOURCE.get(field, field)
+
+
+def table_columns(alias: str) -> str:
+    """The stored columns behind the fields, unconverted, for an inner query on ``alias``."""
+    return ", ".join(f"{alias}.{source_column(f)}" for f in FIELDS)
+
+
+def select_list(alias: str = "events", *, payload_if: str | None = None) -> str:
+    """The select list of an event row read from ``alias`` (``events`` or a sub-query
+    of its stored columns); with ``payload_if``, payloads are NULL where it is false."""
+    parts = []
+    for field in FIELDS:
+        expr = _SELECTED.get(field, "{t}." + field).format(t=alias)
+        if payload_if is not None and field in _PAYLOADS:
+            expr = f"CASE WHEN {payload_if} THEN {expr} END"
+        parts.append(expr if expr == f"{alias}.{field}" else f"{expr} AS {field}")
+    return ", ".join(parts)
+
+
+def names(alias: str | None = None) -> str:
+    """The fields by name, optionally qualified (an outer query over ``select_list``)."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + f for f in FIELDS)
+
+
+def result_columns() -> list[ColumnClause[Any]]:
+    """The fields as untyped result columns, for ``TextClause.columns``."""
+    return [column(f) for f in FIELDS]
+
+
+def decode_row(codec: EventCodec, row: Sequence[Any]) -> RecordedEvent[Event]:
+    """Turn a row in :class:`EventRow`'s order (a tuple, a SQLAlchemy ``Row`` or an
+    ``EventRow``) into a ``RecordedEvent``, decoding the payload with ``codec``."""
+    values: Any = row  # unpacks like a tuple; no copy on the read path
+    (event_id, stream_id, stream_type, version, xid, gpos, etype, sv, data, meta, at) = values
+    if type(data) is str:
+        data = loads(data)
+    if type(meta) is str:
+        meta = loads(meta)
+    event = codec.decode(etype, sv, data, stream_id=stream_id, position=gpos)
+    return RecordedEvent(
+        event_id, stream_id, stream_type, version, Position(int(xid), gpos), etype, sv,
+        event, meta, at,
+    )  # fmt: skip
+
+
+def recorded_from(row: EventRow, event: Event, metadata: Any) -> RecordedEvent[Event]:
+    """A ``RecordedEvent`` of ``row`` carrying ``event`` (decoded elsewhere) and ``metadata``."""
+    return RecordedEvent(
+        row.event_id, row.stream_id, row.stream_type, row.version, row.position,
+        row.event_type, row.schema_version, event, metadata, row.recorded_at,
+    )  # fmt: skip
+
+
+_scan_json: Any = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def loads(text: str) -> Any:
+    """Parse a JSON text PostgreSQL printed (valid, no surrounding blanks).
+
+    ``json.loads`` checks for blanks around the document with two regular
+    expressions; the scanner alone is half the cost, and an empty object
+    (most events' metadata) skips it.
+
+    >>> loads('{"a": [1, 2.5]}'), loads("{}")
+    ({'a': [1, 2.5]}, {})
+    """
+    if text == "{}":
+        return {}
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        return json.loads(text)  # raises JSONDecodeError with the position
+    return value if end == len(text) else json.loads(text)
