@@ -29,7 +29,7 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 from cqrs import embedded
 from cqrs.config import Settings, normalise_url
 from cqrs.errors import InvalidInput
-from cqrs.migrations.commands import upgrade
+from cqrs.migrations.standalone import upgrade
 
 _PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 """What ``isolated_schema`` takes as a prefix: a lower-case SQL name of up to 40 characters."""
