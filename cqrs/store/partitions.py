@@ -27,6 +27,7 @@ from sqlalchemy import Connection, text
 
 from cqrs.config import Settings
 from cqrs.errors import InvalidInput, PartitionInUse
+from cqrs.store import guards
 
 PARENT = "events"
 ARCHIVE_SCHEMA = "cqrs_archive"
@@ -93,6 +94,8 @@ def _attach(
     connection.execute(text(f'ALTER TABLE "{parent}" ATTACH PARTITION "{name}" {bound}'))
     if check is not None:
         connection.execute(text(f'ALTER TABLE "{name}" DROP CONSTRAINT "{name}_bound"'))
+    if parent == PARENT:  # row triggers came with ATTACH; TRUNCATE's does not
+        guards.guard_partition(connection, name)
 
 
 def ensure_months(
