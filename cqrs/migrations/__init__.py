@@ -3,9 +3,10 @@ and autogenerate hooks that keep ``alembic check`` clean.
 
 Importing this package registers ``op.ensure_event_partitions``,
 ``op.create_event_partitions``, ``op.detach_event_partition``,
-``op.archive_event_partition``, ``op.create_index_on_partitioned`` and
-``op.import_legacy_events``. See ``cqrs.migrations.environment`` for the two
-lines that add the branch to a service, and ``docs/guides/operations.md``.
+``op.archive_event_partition``, ``op.create_index_on_partitioned``,
+``op.import_legacy_events`` and ``op.grant_cqrs_roles``. See
+``cqrs.migrations.environment`` for the two lines that add the branch to a
+service, and ``docs/guides/operations.md``.
 
     >>> import cqrs.migrations
     >>> cqrs.migrations.include_name("events_y2026m11", "table", {})
@@ -32,6 +33,7 @@ from cqrs.migrations.ops import (
     CreateIndexOnPartitionedOp,
     DetachEventPartitionOp,
     EnsureEventPartitionsOp,
+    GrantCqrsRolesOp,
     ImportLegacyEventsOp,
 )
 
@@ -48,6 +50,7 @@ __all__ = [
     "CreateIndexOnPartitionedOp",
     "DetachEventPartitionOp",
     "EnsureEventPartitionsOp",
+    "GrantCqrsRolesOp",
     "ImportLegacyEventsOp",
     "LegacyImportResult",
     "autogenerate_options",

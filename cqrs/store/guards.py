@@ -98,8 +98,7 @@ TRIGGERS: tuple[tuple[str, str, str], ...] = (
     (
         "events_append_only",
         "events",
-        "BEFORE UPDATE OR DELETE ON events FOR EACH ROW "
-        "EXECUTE FUNCTION cqrs_events_append_only()",
+        "BEFORE UPDATE OR DELETE ON events FOR EACH ROW EXECUTE FUNCTION cqrs_events_append_only()",
     ),
     (
         "events_no_truncate",

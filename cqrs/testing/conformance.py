@@ -35,8 +35,8 @@ from cqrs.config import Settings
 from cqrs.events.model import START, Event, NewEvent, Position, event
 from cqrs.events.registry import EventRegistry
 from cqrs.store.event_store import EventStore
-from cqrs.store.guards import allow_rewrite
 from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
+from cqrs.store.guards import allow_rewrite
 from cqrs.store.horizon import HORIZON
 from cqrs.testing.memory import InMemoryEventStore, MemoryLog
 
