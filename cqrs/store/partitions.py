@@ -395,7 +395,10 @@ def archive(
             f"{schema}.{name} already exists; archive into another schema or drop the old copy"
         )
     rows = connection.execute(text(f"SELECT count(*) FROM {quoted}")).scalar_one()
-    connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {_quote(connection, schema)}"))
+    target = _quote(connection, schema)
+    have = connection.execute(text("SELECT to_regnamespace(:s) IS NOT NULL"), {"s": target})
+    if not have.scalar_one():  # even IF NOT EXISTS needs CREATE on the database
+        connection.execute(text(f"CREATE SCHEMA {target}"))
     connection.execute(text(f"ALTER TABLE {quoted} SET SCHEMA {_quote(connection, schema)}"))
     return ArchiveResult(name, int(rows), f"{schema}.{name}")
 
