@@ -7,6 +7,7 @@ migrator and granted by it with ``op.grant_cqrs_roles``; all dropped afterwards.
 
 from __future__ import annotations
 
+import io
 import logging
 import uuid
 from collections.abc import Iterator
@@ -15,8 +16,10 @@ from decimal import Decimal
 
 import attrs
 import pytest
+from alembic.autogenerate import render_python_code
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
+from alembic.operations.ops import UpgradeOps
 from commands_domain import PlaceOrder, make_bus
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
@@ -419,3 +422,32 @@ def test_cqrs_roles_sql_prints_the_grants(capsys: pytest.CaptureFixture[str]) ->
     assert "GRANT SELECT, INSERT, UPDATE, DELETE ON orders.order_summary TO run;" in out
     (events,) = [line for line in out.splitlines() if "ON orders.events TO app" in line]
     assert "transaction_id" not in events and "recorded_at" not in events
+
+
+def test_cqrs_roles_grant_runs_as_the_owner(roles: Roles, cqrs_database_url: str) -> None:
+    service = roles.names["service"]
+    with roles.migrator.begin() as conn:
+        conn.execute(text(f'GRANT ALL ON ALL TABLES IN SCHEMA "{roles.schema}" TO "{service}"'))
+    url = (
+        make_url(cqrs_database_url)
+        .set(username=roles.names["migrator"], password=None)
+        .update_query_dict({"options": f"-csearch_path={roles.schema}"})
+    )
+    code = main(["roles", "grant", "--service", service, "--runner", roles.names["runner"],
+                 "--database-url", url.render_as_string(hide_password=False)])  # fmt: skip
+    assert code == 0
+    _refused(roles.service, "UPDATE streams SET archived = true", "permission denied")
+
+
+def test_the_operation_renders_and_runs_offline() -> None:
+    op = cqrs.migrations.GrantCqrsRolesOp("app", "run", runner_tables=["order_summary"])
+    rendered = render_python_code(UpgradeOps(ops=[op]))
+    assert "op.grant_cqrs_roles(service='app', runner='run', migrator=None" in rendered
+    assert "runner_tables=['order_summary']" in rendered
+    out = io.StringIO()
+    context = MigrationContext.configure(
+        dialect_name="postgresql", opts={"as_sql": True, "output_buffer": out}
+    )
+    Operations(context).grant_cqrs_roles(service="app", runner="run")  # type: ignore[attr-defined]
+    assert "GRANT USAGE ON SCHEMA public TO app, run;" in out.getvalue()
+    assert "UPDATE (version, last_xid) ON public.streams TO app;" in out.getvalue()
