@@ -20,7 +20,7 @@ import cqrs.commands.tables
 import cqrs.projections.tables
 import cqrs.store.tables as store_tables
 from cqrs.config import Settings
-from cqrs.store import partitions
+from cqrs.store import guards, partitions
 from cqrs.store.base import StoreBase
 
 metadata: MetaData = StoreBase.metadata
@@ -41,7 +41,8 @@ def events_table_for(settings: Settings, target: MetaData | None = None) -> Tabl
 
 
 def create_schema(connection: Connection, settings: Settings | None = None) -> None:
-    """Create every toolkit table and the partitions of ``events`` (idempotent).
+    """Create every toolkit table, the partitions of ``events`` and the append-only
+    guards of ``cqrs.store.guards`` (idempotent).
 
     >>> create_schema(conn, Settings(partitioning="hash"))  # doctest: +SKIP
     """
@@ -52,9 +53,12 @@ def create_schema(connection: Connection, settings: Settings | None = None) -> N
     exists = connection.execute(text("SELECT to_regclass('events') IS NOT NULL")).scalar_one()
     if not exists:
         events_table_for(settings).create(connection)
+    guards.install(connection)
     partitions.ensure(connection, settings)
 
 
 def drop_schema(connection: Connection) -> None:
-    """Drop every toolkit table (partitions go with their parent)."""
+    """Drop every toolkit table (partitions go with their parent) and the guard functions."""
     metadata.drop_all(connection, checkfirst=True)
+    for function in (guards.EVENTS_FUNCTION, guards.STREAMS_FUNCTION):
+        connection.execute(text(f"DROP FUNCTION IF EXISTS {function}() CASCADE"))

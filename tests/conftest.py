@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from cqrs.config import Settings
+from cqrs.store.guards import allow_rewrite
 from cqrs.testing import isolated_schema
 
 
@@ -32,6 +33,7 @@ def layout_schema(request: pytest.FixtureRequest, cqrs_database_url: str) -> Ite
 def log_engine(layout_schema: Engine) -> Engine:
     """``layout_schema`` with an empty event log."""
     with layout_schema.begin() as conn:
+        allow_rewrite(conn)  # the log is append-only (cqrs.store.guards)
         conn.execute(text("DELETE FROM events"))
         conn.execute(text("DELETE FROM streams"))
     return layout_schema

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "cqrs.cli.explain",
     "cqrs.cli.relay",
     "cqrs.cli.alembic",
+    "cqrs.cli.roles",
 )
 
 

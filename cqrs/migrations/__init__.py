@@ -3,10 +3,10 @@ and autogenerate hooks that keep ``alembic check`` clean.
 
 Importing this package registers ``op.ensure_event_partitions``,
 ``op.create_event_partitions``, ``op.detach_event_partition``,
-``op.archive_event_partition``, ``op.create_index_on_partitioned`` and
-``op.import_legacy_events``. ``cqrs alembic init DIR`` / ``cqrs alembic wire``
-(``cqrs.migrations.wiring``) set a service's Alembic environment up;
-``cqrs.migrations.service`` shows the lines they write, and
+``op.archive_event_partition``, ``op.create_index_on_partitioned``,
+``op.import_legacy_events`` and ``op.grant_cqrs_roles``. ``cqrs alembic init DIR``
+/ ``cqrs alembic wire`` (``cqrs.migrations.wiring``) set a service's Alembic
+environment up; ``cqrs.migrations.service`` shows the lines they write, and
 ``docs/guides/operations.md`` the whole flow.
 
     >>> import cqrs.migrations
@@ -32,6 +32,7 @@ from cqrs.migrations.ops import (
     CreateIndexOnPartitionedOp,
     DetachEventPartitionOp,
     EnsureEventPartitionsOp,
+    GrantCqrsRolesOp,
     ImportLegacyEventsOp,
 )
 from cqrs.migrations.service import (
@@ -56,6 +57,7 @@ __all__ = [
     "CreateIndexOnPartitionedOp",
     "DetachEventPartitionOp",
     "EnsureEventPartitionsOp",
+    "GrantCqrsRolesOp",
     "ImportLegacyEventsOp",
     "LegacyImportResult",
     "autogenerate_options",

@@ -227,3 +227,28 @@ def import_legacy_events(operations: Operations, op: ops.ImportLegacyEventsOp) -
         keep_source_as=op.keep_source_as,
         create_tables=op.create_tables,
     )
+
+
+@Operations.implementation_for(ops.GrantCqrsRolesOp)
+def grant_cqrs_roles(operations: Operations, op: ops.GrantCqrsRolesOp) -> None:
+    from cqrs.roles import CqrsRoles, grant_statements
+
+    roles = CqrsRoles(
+        service=op.service,
+        runner=op.runner,
+        migrator=op.migrator,
+        service_tables=op.service_tables,
+        runner_tables=op.runner_tables,
+        create=op.create,
+    )
+    context = operations.get_context()
+    schema = op.schema
+    if schema is None and context.as_sql:  # offline: no connection to ask
+        schema = "public"
+    elif schema is None:
+        schema = operations.get_bind().execute(text("SELECT current_schema()")).scalar_one()
+    dialect = context.dialect
+    for grant in grant_statements(
+        roles, schema=str(schema), quote=lambda name: quote(dialect, name)
+    ):
+        operations.execute(text(grant.replace(":", "\\:")))

@@ -32,7 +32,7 @@ from sqlalchemy.sql.elements import quoted_name
 from cqrs.config import Settings
 from cqrs.errors import LegacyImportError
 from cqrs.sqlnames import statement
-from cqrs.store import partitions
+from cqrs.store import guards, partitions
 from cqrs.store import tables as store_tables
 from cqrs.store.base import NAMING_CONVENTION
 
@@ -108,7 +108,7 @@ def import_legacy_events(
     if isinstance(bind, Connection):
         _prepare(bind, source, keep_source_as, settings, today, create_tables)
         _copy(bind, source, batch_size)
-        return _finish(bind, source, keep_source_as, settings, today)
+        return _finish(bind, source, keep_source_as, settings, today, create_tables)
     with bind.begin() as conn:
         _prepare(conn, source, keep_source_as, settings, today, create_tables)
     while True:
@@ -116,7 +116,7 @@ def import_legacy_events(
             if not _copy(conn, source, batch_size, batches=1):
                 break
     with bind.begin() as conn:
-        return _finish(conn, source, keep_source_as, settings, today)
+        return _finish(conn, source, keep_source_as, settings, today, create_tables)
 
 
 def _exists(conn: Connection, name: str) -> str | None:
@@ -282,7 +282,12 @@ def _shadow_indexes(conn: Connection) -> list[str]:
 
 
 def _finish(
-    conn: Connection, source: str, keep: str, settings: Settings, today: date | None
+    conn: Connection,
+    source: str,
+    keep: str,
+    settings: Settings,
+    today: date | None,
+    guard: bool = True,
 ) -> LegacyImportResult:
     conn.execute(statement(conn, "LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE", source=source))
     _validate(conn, source, keep)
@@ -318,5 +323,7 @@ def _finish(
             "GREATEST((SELECT max(global_position) FROM events), 1))"
         )
     )
+    if guard:  # the tables came from the metadata: the guards come with them, as in
+        guards.install(conn)  # create_schema (inside the branch, revision cqrs_0003 adds them)
     names = [p.name for p in partitions.list_partitions(conn)]
     return LegacyImportResult(int(imported), int(streams), sorted(set(names) | set(made)))

@@ -13,6 +13,7 @@ all of them::
         op.create_index_on_partitioned("ix_events_stream_type", "events", ["stream_type"])
         op.detach_event_partition("events_y2025m01", concurrently=True)
         op.archive_event_partition("events_y2025m01", schema="cqrs_archive")
+        op.grant_cqrs_roles(service="orders_app", runner="orders_runner")
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "CreateIndexOnPartitionedOp",
     "DetachEventPartitionOp",
     "EnsureEventPartitionsOp",
+    "GrantCqrsRolesOp",
     "ImportLegacyEventsOp",
 ]
 
@@ -202,4 +204,51 @@ class ImportLegacyEventsOp(MigrateOperation):
         ``events_legacy`` and its rows live on in the partitioned ``events``."""
         return operations.invoke(
             cls(source, partitioning, months_ahead, hash_partitions, keep_source_as, create_tables)
+        )
+
+
+@Operations.register_operation("grant_cqrs_roles")
+class GrantCqrsRolesOp(MigrateOperation):
+    """Grant the service and runner roles exactly their privileges on the toolkit's
+    tables (and their read models), optionally making ``migrator`` the owner and
+    creating missing roles; see ``cqrs.roles`` and docs/security.md."""
+
+    def __init__(
+        self,
+        service: str,
+        runner: str,
+        migrator: str | None = None,
+        service_tables: Sequence[str] = (),
+        runner_tables: Sequence[str] = (),
+        create: bool = False,
+        schema: str | None = None,
+    ) -> None:
+        self.service = service
+        self.runner = runner
+        self.migrator = migrator
+        self.service_tables = tuple(service_tables)
+        self.runner_tables = tuple(runner_tables)
+        self.create = create
+        self.schema = schema
+
+    @classmethod
+    def grant_cqrs_roles(
+        cls,
+        operations: Operations,
+        *,
+        service: str,
+        runner: str,
+        migrator: str | None = None,
+        service_tables: Sequence[str] = (),
+        runner_tables: Sequence[str] = (),
+        create: bool = False,
+        schema: str | None = None,
+    ) -> Any:
+        """``op.grant_cqrs_roles(service="orders_app", runner="orders_runner",
+        runner_tables=["order_summary"])``; ``create=True`` makes missing roles
+        (``NOLOGIN``), ``migrator=`` hands it the toolkit's tables. ``schema``
+        defaults to the connection's current schema (``public`` offline). Idempotent:
+        run it again in a later revision when read models are added."""
+        return operations.invoke(
+            cls(service, runner, migrator, service_tables, runner_tables, create, schema)
         )

@@ -58,3 +58,17 @@ def _import(context: AutogenContext, op: ops.ImportLegacyEventsOp) -> str:
     if not op.create_tables:
         args += ", create_tables=False"
     return f"op.import_legacy_events({op.source!r}, {args})"
+
+
+@renderers.dispatch_for(ops.GrantCqrsRolesOp)
+def _grant(context: AutogenContext, op: ops.GrantCqrsRolesOp) -> str:
+    args = _args(
+        ("service", op.service),
+        ("runner", op.runner),
+        ("migrator", op.migrator),
+        ("service_tables", list(op.service_tables)),
+        ("runner_tables", list(op.runner_tables)),
+        ("create", op.create),
+        ("schema", op.schema),
+    )
+    return f"op.grant_cqrs_roles({args})"

@@ -127,6 +127,7 @@ class ProjectionRunner:
         self.channel = check_notify_channel(channel or self.settings.notify_channel)
         self.upkeep_every = upkeep_every
         self._upkeep_at: float | None = None  # never yet: the first upkeep() is due
+        self._upkeep_said = False
         self.stop = threading.Event()
         self._conn: Connection | None = None
         self._listener: Listener | None = None
@@ -320,7 +321,15 @@ class ProjectionRunner:
             self.close()
 
     def upkeep(self, *, force: bool = False) -> list[str]:
-        """Create missing ``events`` partitions (one runner at a time); the names made."""
+        """Create missing ``events`` partitions (one runner at a time); the names made.
+
+        Creating partitions needs the owner of ``events`` (the migrator role, see
+        ``cqrs.roles``). A runner under its own least-privilege role skips the
+        upkeep: it says so once (INFO), and warns at each due upkeep while this
+        month's or next month's partition (any, in the hash layout) is missing,
+        naming the command the migrator runs (``cqrs partitions ensure``). No
+        error, no retry loop.
+        """
         due = self.upkeep_every is not None and (
             self._upkeep_at is None or time.monotonic() - self._upkeep_at >= self.upkeep_every
         )
@@ -329,12 +338,32 @@ class ProjectionRunner:
         self._upkeep_at = time.monotonic()
         conn = self._connection()
         with conn.begin():
+            if not partitions.can_manage(conn):
+                self._upkeep_skipped(conn)
+                return []
             if not conn.execute(UPKEEP_LOCK).scalar_one():
                 return []
             created = partitions.ensure(conn, self.settings)
         if created:
             log.info("created partitions %s", created)
         return created
+
+    def _upkeep_skipped(self, conn: Connection) -> None:
+        if not self._upkeep_said:
+            self._upkeep_said = True
+            log.info(
+                "partition upkeep skipped: role %s does not own events; creating partitions "
+                "is the migrator's job (`cqrs partitions ensure` from its deploy step or cron)",
+                conn.execute(text("SELECT current_user")).scalar_one(),
+            )
+        # This month's and next month's: the ones appends need soon.
+        absent = partitions.missing(conn, self.settings, months_ahead=1)
+        if absent:
+            log.warning(
+                "events partitions %s are missing and this runner's role may not create "
+                "them; run `cqrs partitions ensure` as the migrator before appends need them",
+                absent,
+            )
 
     def _wait(self) -> None:
         if self.listen and self._listener is None:

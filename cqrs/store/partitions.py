@@ -29,6 +29,7 @@ from sqlalchemy.schema import CreateSchema
 from cqrs.config import Settings
 from cqrs.errors import InvalidInput, PartitionInUse
 from cqrs.sqlnames import quote, render, statement
+from cqrs.store import guards
 
 PARENT = "events"
 ARCHIVE_SCHEMA = "cqrs_archive"
@@ -129,6 +130,8 @@ def _attach(
         connection.execute(
             statement(connection, "ALTER TABLE {name} DROP CONSTRAINT {constraint}", **names)
         )
+    if parent == PARENT:  # row triggers came with ATTACH; TRUNCATE's does not
+        guards.guard_partition(connection, name)
 
 
 def ensure_months(
@@ -198,6 +201,41 @@ def ensure(connection: Connection, settings: Settings, *, today: date | None = N
     if today is None:
         today = connection.execute(text("SELECT (now() AT TIME ZONE 'UTC')::date")).scalar_one()
     return ensure_months(connection, today, settings.months_ahead + 1)
+
+
+def missing(
+    connection: Connection,
+    settings: Settings,
+    *,
+    today: date | None = None,
+    months_ahead: int | None = None,
+) -> list[str]:
+    """The partitions ``ensure`` would create now, without creating them
+    (``months_ahead`` overrides ``settings.months_ahead``)."""
+    existing = {p.name for p in list_partitions(connection)}
+    if partition_strategy(connection) == "hash":
+        modulus = _hash_modulus(connection) or settings.hash_partitions
+        wanted = [hash_partition_name(r, modulus) for r in range(modulus)]
+    else:
+        if today is None:
+            today = connection.execute(text("SELECT (now() AT TIME ZONE 'UTC')::date")).scalar_one()
+        ahead = settings.months_ahead if months_ahead is None else months_ahead
+        first = today.replace(day=1)
+        wanted = [month_partition_name(add_months(first, i)) for i in range(ahead + 1)]
+    return [name for name in wanted if name not in existing]
+
+
+def can_manage(connection: Connection) -> bool:
+    """Whether the connection's role may attach and detach partitions of ``events``:
+    a member of its owner (the migrator, see ``cqrs.roles``) or a superuser."""
+    allowed = connection.execute(
+        text(
+            "SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
+            "WHERE c.oid = to_regclass(:p)"
+        ),
+        {"p": PARENT},
+    ).scalar_one_or_none()
+    return bool(allowed)
 
 
 @attrs.frozen
@@ -412,7 +450,11 @@ def archive(
             f"{schema}.{name} already exists; archive into another schema or drop the old copy"
         )
     rows = connection.execute(_count(connection, name)).scalar_one()
-    connection.execute(CreateSchema(schema, if_not_exists=True))
+    have = connection.execute(
+        text("SELECT to_regnamespace(:s) IS NOT NULL"), {"s": quote(connection, schema)}
+    )
+    if not have.scalar_one():  # even IF NOT EXISTS needs CREATE on the database
+        connection.execute(CreateSchema(schema))
     connection.execute(
         statement(connection, "ALTER TABLE {name} SET SCHEMA {schema}", name=name, schema=schema)
     )

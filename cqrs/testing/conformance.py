@@ -36,6 +36,7 @@ from cqrs.events.model import START, Event, NewEvent, Position
 from cqrs.events.registry import EventRegistry, event
 from cqrs.store.event_store import EventStore
 from cqrs.store.expected import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, StreamAppend
+from cqrs.store.guards import allow_rewrite
 from cqrs.store.horizon import HORIZON
 from cqrs.store.interface import EventStoreProtocol
 from cqrs.testing.memory import InMemoryEventStore, MemoryLog
@@ -178,6 +179,7 @@ class PostgresHarness:
         """Empty the event log: cheaper than a fresh schema, and DELETE beats TRUNCATE here
         (no new files to create and sync for a handful of rows)."""
         with self.engine.begin() as conn:
+            allow_rewrite(conn)  # the log is append-only (cqrs.store.guards)
             conn.execute(text("DELETE FROM events"))
             conn.execute(text("DELETE FROM streams"))
 

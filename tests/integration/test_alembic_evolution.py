@@ -27,7 +27,7 @@ REVISIONS = {
         from alembic import op
 
         revision = "evo_0001"
-        down_revision = "cqrs_0002"
+        down_revision = "cqrs_0003"
         branch_labels = None
         depends_on = None
 
@@ -132,7 +132,7 @@ def test_new_column_and_index_reach_every_partition(cqrs_database_url: str, tmp_
 
         command.downgrade(config, "evo_0001")
         assert conn.execute(text("SELECT to_regclass('ix_events_tenant')")).scalar() is None
-        command.downgrade(config, "cqrs_0002")
+        command.downgrade(config, "cqrs_0003")
         assert "tenant" not in _columns(conn, "events_y2031m05")
         conn.commit()
 

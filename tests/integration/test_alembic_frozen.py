@@ -70,6 +70,12 @@ def _snapshot(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
         "indexes": "SELECT c.relname, i.relname, pg_get_indexdef(x.indexrelid) "
         "FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid "
         f"JOIN pg_class i ON i.oid = x.indexrelid WHERE {mine} ORDER BY 1, 2",
+        # the append-only guards (cqrs.store.guards / cqrs_0003), partitions' included
+        "triggers": "SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+        "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal "
+        "AND c.relnamespace = current_schema()::regnamespace ORDER BY 1, 2",
+        "functions": "SELECT p.proname, pg_get_function_identity_arguments(p.oid), p.prosrc "
+        "FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace ORDER BY 1, 2",
     }
     return {
         name: [
@@ -138,6 +144,7 @@ def test_the_branch_builds_what_the_metadata_declares(
         left = {"alembic_version", "events_legacy"} if legacy else {"alembic_version"}
         assert set(relations(conn)) == left
         assert _snapshot(conn)["sequences"] == []
+        assert _snapshot(conn)["functions"] == []
         conn.commit()
 
 

@@ -20,7 +20,7 @@ from cqrs import Event, EventRegistry, EventStore, event
 from cqrs.config import Settings
 from cqrs.errors import LegacyImportError
 from cqrs.migrations import import_legacy_events
-from cqrs.store import partitions
+from cqrs.store import guards, partitions
 
 registry = EventRegistry()
 
@@ -105,6 +105,7 @@ def _assert_imported(conn: Connection, ids: list[uuid.UUID]) -> None:
     assert [e.version for e in history] == list(range(1, PER_AGGREGATE + 1))
     assert history[0].event == UserCreated(1)
     assert history[0].metadata.get("correlation_id") == "c-0"
+    assert guards.installed(conn)  # append-only from the swap on (stamped at head too)
     # the store carries on where the old table stopped: next version, next position
     top = conn.execute(text("SELECT max(id) FROM events_legacy")).scalar_one()
     partitions.ensure(conn, Settings())  # the runner's upkeep: this month exists

@@ -42,7 +42,7 @@ from alembic import op
 import cqrs.migrations  # noqa: F401
 
 revision = "ret_0001"
-down_revision = "cqrs_0002"
+down_revision = "cqrs_0003"
 branch_labels = None
 depends_on = None
 
