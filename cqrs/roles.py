@@ -223,5 +223,5 @@ def grant_roles(
         roles, schema=str(schema), quote=lambda name: sqlnames.quote(connection, name)
     )
     for statement in statements:
-        connection.execute(text(statement.replace(":", r"\:")))
+        connection.execute(sqlnames.generated(statement))
     return statements

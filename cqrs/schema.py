@@ -20,6 +20,7 @@ import cqrs.commands.tables
 import cqrs.projections.tables
 import cqrs.store.tables as store_tables
 from cqrs.config import Settings
+from cqrs.sqlnames import statement
 from cqrs.store import guards, partitions
 from cqrs.store.base import StoreBase
 
@@ -61,4 +62,6 @@ def drop_schema(connection: Connection) -> None:
     """Drop every toolkit table (partitions go with their parent) and the guard functions."""
     metadata.drop_all(connection, checkfirst=True)
     for function in (guards.EVENTS_FUNCTION, guards.STREAMS_FUNCTION):
-        connection.execute(text(f"DROP FUNCTION IF EXISTS {function}() CASCADE"))
+        connection.execute(
+            statement(connection, "DROP FUNCTION IF EXISTS {function}() CASCADE", function=function)
+        )

@@ -27,7 +27,7 @@ from cqrs.config import Settings
 from cqrs.errors import ConfigurationError, OfflineMigrationUnsupported
 from cqrs.migrations import ops
 from cqrs.migrations.failures import for_alembic
-from cqrs.sqlnames import quote, statement
+from cqrs.sqlnames import generated, quote, statement
 from cqrs.store import partitions
 
 OFFLINE_ALTERNATIVE = (
@@ -251,4 +251,4 @@ def grant_cqrs_roles(operations: Operations, op: ops.GrantCqrsRolesOp) -> None:
     for grant in grant_statements(
         roles, schema=str(schema), quote=lambda name: quote(dialect, name)
     ):
-        operations.execute(text(grant.replace(":", "\\:")))
+        operations.execute(generated(grant))

@@ -174,14 +174,18 @@ def guard_partition(connection: Connection, name: str) -> None:
         )
 
 
+_CREATE_EVENTS_FUNCTION = text(EVENTS_FUNCTION_SQL)
+_CREATE_STREAMS_FUNCTION = text(STREAMS_FUNCTION_SQL)
+
+
 def install(connection: Connection) -> None:
     """Create the guard functions and triggers in the current schema (idempotent).
 
     ``cqrs.schema.create_schema`` calls it; migrated schemas get them from the
     ``cqrs_0003`` revision.
     """
-    connection.execute(text(EVENTS_FUNCTION_SQL))
-    connection.execute(text(STREAMS_FUNCTION_SQL))
+    connection.execute(_CREATE_EVENTS_FUNCTION)
+    connection.execute(_CREATE_STREAMS_FUNCTION)
     for name, table, create in TRIGGERS:
         connection.execute(
             statement(

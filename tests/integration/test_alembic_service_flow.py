@@ -214,7 +214,10 @@ def _apply_to_fresh_database(service: Service, database: str, script: str) -> No
     engine = create_engine(target, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            conn.exec_driver_sql(script)
+            # as psql would run it: no parameters, so a '%' in a function body is text
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute(script)
             partitions = conn.execute(
                 text("SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass")
             ).scalar_one()

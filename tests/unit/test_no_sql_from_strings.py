@@ -41,8 +41,12 @@ CONSTANT_BUILDERS = {
     ("store/horizon.py", "<module>"),  # the read horizon expression, shared with reads
     ("projections/sql.py", "<module>"),  # the batch statements share the event columns
     ("projections/rebuild.py", "<module>"),  # MOVE_PARKED reuses the shard expression
+    # The guard functions share their bypass clause (and cqrs_0003 writes them out).
+    ("store/guards.py", "<module>"),
     # The frozen first revision (never edited) names its sequence once, as a constant.
     ("migrations/versions/cqrs_0001_event_store.py", "_create_events"),
+    # The frozen append-only revision runs its function and trigger constants.
+    ("migrations/versions/cqrs_0003_append_only.py", "upgrade"),
 }
 
 

@@ -96,8 +96,8 @@ DECLARE p regclass;
 BEGIN
     FOR p IN SELECT inhrelid::regclass FROM pg_inherits
              WHERE inhparent = 'events'::regclass ORDER BY 1 LOOP
-        EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON %s '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION cqrs_events_append_only()', p);
+        EXECUTE 'CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON ' || p::text
+             || ' FOR EACH STATEMENT EXECUTE FUNCTION cqrs_events_append_only()';
     END LOOP;
 END
 $$"""
