@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_DIRS := $(wildcard cqrs tests examples benchmarks alembic)
+LINT_DIRS := $(wildcard cqrs tests examples benchmarks alembic conftest.py)
 # The system pass uses a database of its own, created when missing.
 SYSTEM_PG_DB ?= cqrs_test
 SYSTEM_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/$(SYSTEM_PG_DB)

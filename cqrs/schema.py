@@ -43,7 +43,7 @@ def events_table_for(settings: Settings, target: MetaData | None = None) -> Tabl
 def create_schema(connection: Connection, settings: Settings | None = None) -> None:
     """Create every toolkit table and the partitions of ``events`` (idempotent).
 
-    >>> create_schema(conn, Settings(partitioning="hash"))  # doctest: +SKIP
+    >>> create_schema(conn, Settings(partitioning="hash"))
     """
     settings = settings or Settings()
     connection.execute(CreateSequence(store_tables.global_position_seq, if_not_exists=True))

@@ -43,8 +43,8 @@ def x_arguments(config: Config) -> dict[str, str]:
 def migration_settings(config: Config | None = None) -> Settings:
     """The ``Settings`` a migration should follow (see the module doc for the order).
 
-    >>> migration_settings(Config()).partitioning  # doctest: +SKIP
-    'range'
+    >>> migration_settings(Config(attributes={"cqrs_partitioning": "hash"})).partitioning
+    'hash'
     """
     if config is None:
         from alembic import context
