@@ -6,7 +6,12 @@
   package, holding every *public* module of that room (its docstring starts
   with ``Public:``) as a mkdocstrings ``::: module`` block. A new public module
   appears on its room's page with no edit here; one in a new room fails the
-  build until ``ROOMS`` names it.
+  build until ``ROOMS`` names it. A package shows its docstring only: each
+  name it re-exports is documented once, in the module that defines it.
+* ``SphinxRoles``, a Griffe extension (``mkdocs.yml``, mkdocstrings' options):
+  the docstrings' roles (``:class:`~cqrs.errors.ConcurrencyError```) become
+  Markdown code, linked (an autorefs cross-reference, checked by the strict
+  build) when the name resolves to an object of a public module.
 
 ``mkdocs.yml`` loads this file (``hooks:``); ``tests/unit/test_docs_site.py``
 checks the nav and the rooms.
@@ -15,9 +20,12 @@ checks the nav and the rooms.
 from __future__ import annotations
 
 import ast
+import logging
 import re
 from pathlib import Path
 from typing import Any
+
+import griffe
 
 ROOT = Path(__file__).resolve().parent
 PACKAGE = ROOT / "cqrs"
@@ -49,7 +57,7 @@ def module_name(path: Path) -> str:
 def is_public(path: Path) -> bool:
     """Whether the module's docstring starts with ``Public:``."""
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
-    return bool(doc) and doc.startswith("Public:")
+    return doc is not None and doc.startswith("Public:")
 
 
 def public_modules() -> dict[str, list[str]]:
@@ -79,6 +87,8 @@ def reference_pages() -> dict[str, str]:
         for room in rooms:
             for name in modules.get(room, []):
                 lines += [f"::: {name}", ""]
+                if (ROOT / name.replace(".", "/") / "__init__.py").exists():
+                    lines[-1:-1] = ["    options:", "      members: false"]
         pages[f"reference/{page}.md"] = "\n".join(lines)
     return pages
 
@@ -96,3 +106,60 @@ def on_files(files: Any, config: Any) -> Any:
     for uri, content in generated.items():
         files.append(File.generated(config, uri, content=content))
     return files
+
+
+# Under "mkdocs", so that --strict counts its warnings.
+log = logging.getLogger("mkdocs.hooks.cqrs")
+
+_ROLE = re.compile(r":(?:class|func|meth|attr|mod|exc|data|obj):`(~?)([^`<]+?)\s*(?:<([^>`]+)>)?`")
+
+
+def roles_to_markdown(text: str, resolve: Any) -> str:
+    """Each Sphinx role in ``text`` as Markdown: ``[`title`][path]`` when
+    ``resolve(name)`` answers the path of a documented object, else `` `title` ``."""
+
+    def replace(match: re.Match[str]) -> str:
+        tilde, name, target = match.groups()
+        if target:
+            title, name = name.strip(), target.strip()
+        else:
+            title = name.rsplit(".", 1)[-1] if tilde else name
+        path = resolve(name.lstrip("~"))
+        return f"[`{title}`][{path}]" if path else f"`{title}`"
+
+    return _ROLE.sub(replace, text)
+
+
+def _public_module(path: str) -> bool:
+    """Whether the module at dotted ``path`` (a ``cqrs`` module) is a public one."""
+    file = ROOT / path.replace(".", "/")
+    for candidate in (file.with_suffix(".py"), file / "__init__.py"):
+        if candidate.exists():
+            return is_public(candidate)
+    return False
+
+
+class SphinxRoles(griffe.Extension):
+    """Sphinx roles in docstrings to Markdown code and autorefs cross-references."""
+
+    def on_object(self, *, obj: griffe.Object, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
+        if obj.docstring is None or ":`" not in obj.docstring.value:
+            return
+        module = obj.module.path
+        scopes = [obj.path, module, module.rsplit(".", 1)[0], ""]
+
+        def resolve(name: str) -> str | None:
+            for scope in scopes:
+                full = f"{scope}.{name}" if scope else name
+                try:
+                    found = loader.modules_collection[full]
+                    path = found.final_target.path if found.is_alias else found.path
+                    home = loader.modules_collection[path]
+                except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+                    continue
+                return path if _public_module(home.module.path) else None
+            if name.startswith("cqrs."):
+                log.warning("%s: its docstring names %s, which does not exist", obj.path, name)
+            return None
+
+        obj.docstring.value = roles_to_markdown(obj.docstring.value, resolve)

@@ -108,3 +108,15 @@ def test_the_strict_build_refuses_a_broken_link(tmp_path: Path) -> None:
     )  # fmt: skip
     with pytest.raises(Abort, match="2 warnings"):
         build(config)
+
+
+def test_sphinx_roles_become_code_linked_when_they_resolve() -> None:
+    known = {"cqrs.errors.ConcurrencyError": "cqrs.errors.ConcurrencyError"}
+    text = (
+        "raises :class:`~cqrs.errors.ConcurrencyError`, see :meth:`EventStore.append` and "
+        ":meth:`append_many <cqrs.errors.ConcurrencyError>`"
+    )
+    assert hooks().roles_to_markdown(text, known.get) == (
+        "raises [`ConcurrencyError`][cqrs.errors.ConcurrencyError], see `EventStore.append` and "
+        "[`append_many`][cqrs.errors.ConcurrencyError]"
+    )
