@@ -27,6 +27,7 @@ from _pytest.doctest import DoctestItem
 from sqlalchemy import String, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from cqrs import Aggregate, CommandBus, Event, UnitOfWork, applies, event
 from cqrs.events import default_registry
@@ -245,8 +246,9 @@ def _cqrs_doctest_namespace(
         return
     url = request.getfixturevalue("cqrs_database_url")
     with isolated_schema(url, metadata=[Base.metadata], prefix="doctest") as engine:
+        # NullPool: no connection outlives the event loop of the example's asyncio.run
         async_engine = create_async_engine(
-            engine.url, connect_args={"options": _search_path(engine)}
+            engine.url, connect_args={"options": _search_path(engine)}, poolclass=NullPool
         )
         conn = engine.connect()
         autocommit_conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
