@@ -11,7 +11,8 @@
 * ``SphinxRoles``, a Griffe extension (``mkdocs.yml``, mkdocstrings' options):
   the docstrings' roles (``:class:`~cqrs.errors.ConcurrencyError```) become
   Markdown code, linked (an autorefs cross-reference, checked by the strict
-  build) when the name resolves to an object of a public module.
+  build) when the name resolves to an object of a public module; the
+  reStructuredText ``text::`` before an indented block reads ``text:``.
 
 ``mkdocs.yml`` loads this file (``hooks:``); ``tests/unit/test_docs_site.py``
 checks the nav and the rooms.
@@ -114,6 +115,10 @@ log = logging.getLogger("mkdocs.hooks.cqrs")
 _ROLE = re.compile(r":(?:class|func|meth|attr|mod|exc|data|obj):`(~?)([^`<]+?)\s*(?:<([^>`]+)>)?`")
 
 
+# "Example::" and "...as written::" end a line before an indented code block.
+_LITERAL_MARKER = re.compile(r"(?<=\S)::$", re.MULTILINE)
+
+
 def roles_to_markdown(text: str, resolve: Any) -> str:
     """Each Sphinx role in ``text`` as Markdown: ``[`title`][path]`` when
     ``resolve(name)`` answers the path of a documented object, else `` `title` ``."""
@@ -143,7 +148,10 @@ class SphinxRoles(griffe.Extension):
     """Sphinx roles in docstrings to Markdown code and autorefs cross-references."""
 
     def on_object(self, *, obj: griffe.Object, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
-        if obj.docstring is None or ":`" not in obj.docstring.value:
+        if obj.docstring is None:
+            return
+        obj.docstring.value = _LITERAL_MARKER.sub(":", obj.docstring.value)
+        if ":`" not in obj.docstring.value:
             return
         module = obj.module.path
         scopes = [obj.path, module, module.rsplit(".", 1)[0], ""]
