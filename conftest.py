@@ -10,9 +10,10 @@ tables on the test database (``cqrs_database_url``: ``CQRS_TEST_DATABASE_URL``,
 else the embedded PostgreSQL), dropped afterwards.
 
 It lives at the repository root, not in ``cqrs/``, so the wheel does not ship it.
+No ``from __future__ import annotations`` here: the classes' annotations must be
+objects, not names looked up later in ``sys.modules["conftest"]``, which pytest
+hands to ``tests/conftest.py`` once that one is imported.
 """
-
-from __future__ import annotations
 
 import re
 import uuid
