@@ -120,11 +120,20 @@ if _typing.TYPE_CHECKING:
     from cqrs.projections import (
         wait_for as wait_for,
     )
+    from cqrs.projections import (
+        wait_for_async as wait_for_async,
+    )
+    from cqrs.queries import (
+        AsyncQueryBus as AsyncQueryBus,
+    )
     from cqrs.queries import (
         Query as Query,
     )
     from cqrs.queries import (
         QueryBus as QueryBus,
+    )
+    from cqrs.queries import (
+        QueryHandlers as QueryHandlers,
     )
     from cqrs.schema import (
         create_schema as create_schema,
@@ -195,8 +204,11 @@ _HOMES: dict[str, str] = {
     "ProjectionContext": "cqrs.projections",
     "ProjectionRunner": "cqrs.projections",
     "wait_for": "cqrs.projections",
+    "wait_for_async": "cqrs.projections",
     "Query": "cqrs.queries",
     "QueryBus": "cqrs.queries",
+    "AsyncQueryBus": "cqrs.queries",
+    "QueryHandlers": "cqrs.queries",
     "create_schema": "cqrs.schema",
     "drop_schema": "cqrs.schema",
     "metadata": "cqrs.schema",
@@ -219,6 +231,7 @@ __all__ = [
     "Aggregate",
     "AppendOrderConflict",
     "AppendResult",
+    "AsyncQueryBus",
     "CommandBus",
     "CommandOutcome",
     "ConcurrencyError",
@@ -237,6 +250,7 @@ __all__ = [
     "ProjectionRunner",
     "Query",
     "QueryBus",
+    "QueryHandlers",
     "ReadModelTimeout",
     "RecordedEvent",
     "Repository",
@@ -257,6 +271,7 @@ __all__ = [
     "run_in_transaction",
     "uuid7",
     "wait_for",
+    "wait_for_async",
 ]
 
 

@@ -8,18 +8,32 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
 
     CqrsError                         cqrs-error
     ├── ConfigurationError            cqrs-config
+    │   └── AsyncBindError            cqrs-async-bind
     ├── InvalidInput                  cqrs-input
     │   ├── InvalidStreamId           cqrs-stream-id
-    │   └── PayloadTooLarge           cqrs-payload-size
+    │   ├── PayloadTooLarge           cqrs-payload-size
+    │   ├── InvalidTypeName           cqrs-type-name
+    │   ├── InvalidAggregateId        cqrs-aggregate-id
+    │   ├── InvalidCommandId          cqrs-command-id
+    │   ├── InvalidMetadata           cqrs-metadata
+    │   ├── PayloadTooDeep            cqrs-payload-depth
+    │   └── InvalidReadRange          cqrs-read-range
     ├── ConcurrencyError              cqrs-concurrency
     │   ├── TransactionConflict       cqrs-transaction-conflict
     │   ├── AppendOrderConflict       cqrs-append-order
-    │   └── AppendRefused             cqrs-append-refused
+    │   ├── AppendRefused             cqrs-append-refused
+    │   └── StreamAlreadyExists       cqrs-stream-exists
+    ├── StreamFull                    cqrs-stream-full
+    ├── DatabaseUnavailable           cqrs-database-unavailable
+    │   └── CommitOutcomeUnknown      cqrs-commit-unknown
     ├── DuplicateEventError           cqrs-duplicate-event
     ├── StreamNotFound                cqrs-stream-not-found
     ├── StreamArchived                cqrs-stream-archived
+    ├── StreamVersionsInconsistent    cqrs-stream-versions
     ├── SerializationError            cqrs-serialization
-    │   └── UnknownEventType          cqrs-unknown-event-type
+    │   ├── EventEncodeError          cqrs-event-encode
+    │   └── EventDecodeError          cqrs-event-decode
+    │       └── UnknownEventType      cqrs-unknown-event-type
     ├── EventRegistrationError        cqrs-event-registration
     ├── PartitionMissing              cqrs-partition-missing
     ├── PartitionInUse                cqrs-partition-in-use
@@ -55,6 +69,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from cqrs.events.model import Position
     from cqrs.store.horizon import HorizonHolder
 
 EXPLAIN = "cqrs explain"
@@ -79,6 +94,28 @@ class ConfigurationError(CqrsError):
     """Settings or wiring that cannot work (bad URL, unknown strategy, ...)."""
 
     code = "cqrs-config"
+
+
+class AsyncBindError(ConfigurationError):
+    """A sync API was handed an engine (or session, connection) on the async driver.
+
+    Outside ``AsyncSession.run_sync`` SQLAlchemy would raise ``MissingGreenlet``
+    on the first statement; this says which API to use instead. ``api`` names
+    the sync API, ``instead`` what to use.
+    """
+
+    code = "cqrs-async-bind"
+
+    def __init__(self, api: str, given: str, instead: str) -> None:
+        super().__init__(
+            f"{api} is a sync API and was given {given}, which works only under asyncio "
+            "(outside AsyncSession.run_sync SQLAlchemy raises MissingGreenlet); "
+            f"{instead}, or give it a sync engine: create_engine(url) with the same "
+            "postgresql+psycopg:// URL"
+        )
+        self.api = api
+        self.given = given
+        self.instead = instead
 
 
 class InvalidInput(CqrsError):
@@ -272,21 +309,110 @@ class SerializationError(CqrsError):
     code = "cqrs-serialization"
 
 
-class UnknownEventType(SerializationError):
+class EventEncodeError(SerializationError):
+    """An event holding a value its field's declared type does not allow.
+
+    Raised by ``EventCodec.encode`` before anything is sent: ``qty="3"`` in an
+    ``int`` field, a NaN or infinite float, a mapping key that is not a str.
+    ``field`` is the path to the value (``lines[1].price``).
+
+    >>> err = EventEncodeError("order.placed", "qty", "expected an int, got str '3'")
+    >>> (err.event_type, err.field)
+    ('order.placed', 'qty')
+    """
+
+    code = "cqrs-event-encode"
+
+    def __init__(self, event_type: str, field: str, problem: str) -> None:
+        super().__init__(
+            f"event {event_type!r} does not serialise: field {field!r}: {problem}; nothing was "
+            "written. Build the "
+            "event with values of the declared types (the codec stores nothing that would "
+            "read back as something else), or change the field's annotation"
+        )
+        self.event_type = event_type
+        self.field = field
+        self.problem = problem
+
+
+class EventDecodeError(SerializationError):
+    """A stored event that cannot be read back as its class, exactly as stored.
+
+    Carries where it is: ``stream_id``, ``version``, ``position`` (a
+    ``Position``, ``None`` when the caller gave only ``global_position``) and
+    ``field`` (the path to the value, ``None`` when the whole payload is at
+    fault). A ``read_all`` consumer steps over it by reading again with
+    ``after=err.position``.
+
+    >>> from cqrs.events.model import Position
+    >>> err = EventDecodeError("expected true or false, got the string 'false'",
+    ...     event_type="order.paid", stream_id="order-1", version=3,
+    ...     position=Position(812, 40), field="paid")
+    >>> (err.stream_id, err.version, str(err.position), err.field)
+    ('order-1', 3, '812:40', 'paid')
+    """
+
+    code = "cqrs-event-decode"
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        event_type: str,
+        stream_id: str,
+        version: int | None = None,
+        position: Position | int | None = None,
+        field: str | None = None,
+        fix: str = (
+            "fix the row, or bump the class's schema version and register an upcaster "
+            "that turns the stored shape into the declared one"
+        ),
+    ) -> None:
+        if position is None or isinstance(position, int):
+            token, global_position = None, position
+        else:
+            token, global_position = position, position.global_position
+        place = f"stream {stream_id!r}"
+        if version is not None:
+            place += f", version {version}"
+        if position is not None:
+            place += f", position {position}"
+        where = f" field {field!r}" if field else ""
+        super().__init__(
+            f"stored event {event_type!r} ({place}){where} cannot be read: {problem}; {fix}. "
+            "A read_all reader can step over it with read_all(after=err.position)"
+        )
+        self.problem = problem
+        self.event_type = event_type
+        self.stream_id = stream_id
+        self.version = version
+        self.position: Position | None = token
+        self.global_position: int | None = global_position
+        self.field = field
+
+
+class UnknownEventType(EventDecodeError):
     """A stored event type name that no registered class answers to."""
 
     code = "cqrs-unknown-event-type"
 
-    def __init__(self, event_type: str, stream_id: str, position: int) -> None:
+    def __init__(
+        self,
+        event_type: str,
+        stream_id: str,
+        position: Position | int | None,
+        *,
+        version: int | None = None,
+    ) -> None:
         super().__init__(
-            f"no event class is registered for type {event_type!r} "
-            f"(stream {stream_id!r}, global position {position}); import the module "
-            "that declares it, register an alias for a renamed class, or filter it out "
-            "with read_all(types=...)"
+            f"no event class is registered for type {event_type!r}",
+            event_type=event_type,
+            stream_id=stream_id,
+            version=version,
+            position=position,
+            fix="import the module that declares it, register an alias for a renamed class, "
+            "or filter it out with read_all(types=...)",
         )
-        self.event_type = event_type
-        self.stream_id = stream_id
-        self.position = position
 
 
 class EventRegistrationError(CqrsError):
@@ -468,3 +594,213 @@ class InboxError(CqrsError):
     """An inbox definition that cannot work, or a message it cannot turn into a command."""
 
     code = "cqrs-inbox"
+
+
+class StreamVersionsInconsistent(CqrsError):
+    """A stream whose stored events do not run 1..version without gaps or repeats.
+
+    Raised on an append the stream refused, in place of a ``ConcurrencyError``
+    whose "reload and retry" could never succeed: the events (imported by hand,
+    say) repeat a version, skip one, or go past the stream row's version, so a
+    writer that counts the events it loaded never expects the version the row
+    holds. It is not a ``ConcurrencyError``: retrying does not help, repairing
+    the rows does. ``duplicated``, ``missing`` and ``beyond`` list the versions
+    at fault (at most 20 of each).
+    """
+
+    code = "cqrs-stream-versions"
+
+    def __init__(
+        self,
+        stream_id: str,
+        version: int,
+        *,
+        duplicated: list[int],
+        missing: list[int],
+        beyond: list[int],
+    ) -> None:
+        faults = [
+            f"{what} {shown}"
+            for what, shown in (
+                ("versions stored more than once", _some(duplicated)),
+                ("versions missing", _some(missing)),
+                (f"versions outside 1..{version}", _some(beyond)),
+            )
+            if shown
+        ]
+        super().__init__(
+            f"stream {stream_id!r} is inconsistent: its row in streams says version {version} "
+            f"but its events in the events table have {'; '.join(faults)}; writers that load "
+            "it never expect the right version, so retrying cannot help. Repair the rows "
+            "(renumber or delete events so versions run 1..N once each, then set "
+            "streams.version to N), or restore the missing events (a partition archived with "
+            "--force holds live streams' older events)"
+        )
+        self.stream_id = stream_id
+        self.version = version
+        self.duplicated = duplicated
+        self.missing = missing
+        self.beyond = beyond
+
+
+def _some(versions: list[int], limit: int = 20) -> str:
+    if not versions:
+        return ""
+    shown = ", ".join(map(str, versions[:limit]))
+    return f"[{shown}{', ...' if len(versions) > limit else ''}]"
+
+
+class InvalidTypeName(InvalidInput):
+    """An event type or stream type name that is not a string, is blank or invisible,
+    holds a control character or a lone surrogate, or is over ``Settings.max_type_length``."""
+
+    code = "cqrs-type-name"
+
+    def __init__(self, kind: str, name: object, reason: str) -> None:
+        super().__init__(
+            f"invalid {kind} {_shown(name)}: {reason}; use a short printable name "
+            "(letters, digits, dots, dashes) within Settings.max_type_length"
+        )
+        self.kind = kind
+        self.name = name
+
+
+class InvalidAggregateId(InvalidInput):
+    """An aggregate id given to a ``Repository`` that is not a usable string."""
+
+    code = "cqrs-aggregate-id"
+
+    def __init__(self, aggregate: str, id: object, reason: str) -> None:
+        super().__init__(
+            f"invalid {aggregate} id {_shown(id)}: {reason}; pass the aggregate's id as a "
+            "non-empty printable str (convert numbers and UUIDs with str())"
+        )
+        self.aggregate = aggregate
+        self.id = id
+
+
+class InvalidCommandId(InvalidInput):
+    """A command id that is not a usable string, or is over ``Settings.max_command_id_length``."""
+
+    code = "cqrs-command-id"
+
+    def __init__(self, command_id: object, reason: str) -> None:
+        super().__init__(
+            f"invalid command id {_shown(command_id)}: {reason}; use a non-empty printable "
+            "string within Settings.max_command_id_length (a UUID is a good command id)"
+        )
+        self.command_id = command_id
+
+
+class InvalidMetadata(InvalidInput):
+    """Event metadata that is not a mapping with string keys, or holds text that is not UTF-8."""
+
+    code = "cqrs-metadata"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"invalid event metadata: {reason}; pass a dict with str keys and JSON values "
+            "(str, int, float, bool, None, lists and dicts of them)"
+        )
+
+
+class PayloadTooDeep(InvalidInput):
+    """A payload or metadata nested deeper than ``Settings.max_nesting_depth`` (or a cycle)."""
+
+    code = "cqrs-payload-depth"
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(
+            f"{what} is nested more than {limit} levels deep (or refers to itself); flatten "
+            "it (store a tree as a list of nodes with parent ids), or raise "
+            "Settings.max_nesting_depth"
+        )
+        self.what = what
+        self.limit = limit
+
+
+class InvalidReadRange(InvalidInput):
+    """A read argument out of range: a limit, a version or a position."""
+
+    code = "cqrs-read-range"
+
+
+class StreamAlreadyExists(ConcurrencyError):
+    """An aggregate was created (``Repository.create``) with an id whose stream exists.
+
+    Not retried by ``RetryOnConflict``: running the command again cannot help.
+    """
+
+    code = "cqrs-stream-exists"
+
+    def __init__(self, stream_id: str, actual: int | None, aggregate: str = "stream") -> None:
+        CqrsError.__init__(
+            self,
+            f"{aggregate} stream {stream_id!r} already exists (version {actual}); load it "
+            "with Repository.get() (or get_or_none()) instead of create(), or pick a new id",
+        )
+        self.stream_id = stream_id
+        self.expected: object = 0
+        self.actual = actual
+
+
+class StreamFull(CqrsError):
+    """Appending would take a stream's version past 2,147,483,647, the largest it can hold."""
+
+    code = "cqrs-stream-full"
+
+    def __init__(self, stream_id: str, version: int | None, count: int) -> None:
+        super().__init__(
+            f"stream {stream_id!r} is at version {version}; {count} more event(s) would pass "
+            "2147483647, the largest stream version; archive it and continue in a new "
+            "stream (a snapshot or a summary event carries the state over)"
+        )
+        self.stream_id = stream_id
+        self.version = version
+        self.count = count
+
+
+class DatabaseUnavailable(CqrsError):
+    """PostgreSQL could not be reached or dropped the connection (refused, shut down,
+    starting up, terminated). The cause is the driver's error (``__cause__``).
+
+    The command bus retries a command after this when running it again is safe
+    (``cqrs.commands.RetryOnUnavailable``).
+    """
+
+    code = "cqrs-database-unavailable"
+
+    def __init__(self, detail: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(
+            f"the database is unavailable ({detail}); nothing of this transaction was "
+            "committed; check that PostgreSQL is up and reachable at the configured URL, "
+            "then run the command again (the command bus retries for you)"
+        )
+        self.detail = detail
+        self.sqlstate = sqlstate
+
+
+class CommitOutcomeUnknown(DatabaseUnavailable):
+    """The connection died during COMMIT: the transaction may or may not have committed.
+
+    For a command with a command id the bus finds out from ``processed_commands``
+    and retries only when it did not commit; without one it cannot tell.
+    """
+
+    code = "cqrs-commit-unknown"
+
+    def __init__(self, detail: str, *, sqlstate: str | None = None) -> None:
+        CqrsError.__init__(
+            self,
+            f"the connection was lost during COMMIT ({detail}), so the transaction may or may "
+            "not have committed; check before running it again, and give commands a "
+            "command_id so the command bus can find out and retry safely",
+        )
+        self.detail = detail
+        self.sqlstate = sqlstate
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``repr`` of ``value``, cut to ``limit`` characters (a 10 MB id stays out of logs)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -26,6 +26,7 @@ PUBLIC = [
     "Aggregate",
     "AppendOrderConflict",
     "AppendResult",
+    "AsyncQueryBus",
     "CommandBus",
     "CommandOutcome",
     "ConcurrencyError",
@@ -44,6 +45,7 @@ PUBLIC = [
     "ProjectionRunner",
     "Query",
     "QueryBus",
+    "QueryHandlers",
     "ReadModelTimeout",
     "RecordedEvent",
     "Repository",
@@ -64,6 +66,7 @@ PUBLIC = [
     "run_in_transaction",
     "uuid7",
     "wait_for",
+    "wait_for_async",
 ]
 
 

@@ -31,7 +31,14 @@ from sqlalchemy.orm import Session
 
 from cqrs.aggregates.aggregate import Aggregate
 from cqrs.aggregates.snapshots import SnapshotStore, snapshot_due
-from cqrs.errors import AggregateError, StreamNotFound
+from cqrs.errors import (
+    AggregateError,
+    ConcurrencyError,
+    InvalidAggregateId,
+    StreamAlreadyExists,
+    StreamNotFound,
+)
+from cqrs.store import validation
 from cqrs.store.event_store import EventStore, connection_of
 from cqrs.store.expected import AppendResult, StreamAppend
 from cqrs.store.interface import EventStoreProtocol
@@ -73,6 +80,7 @@ class Repository(Generic[T]):
         self.store = store or default_store()
         self.snapshots = snapshots or default_snapshots()
         self._seen: dict[str, T] = {}
+        self._absent: set[str] = set()
 
     @property
     def touched(self) -> list[T]:
@@ -81,6 +89,8 @@ class Repository(Generic[T]):
 
     def get(self, id: str) -> T:
         """The aggregate ``id``; raises :class:`~cqrs.errors.StreamNotFound`."""
+        if not isinstance(id, str):
+            raise InvalidAggregateId(self.aggregate.__qualname__, id, "is not a str")
         found = self._seen.get(id)
         if found is not None:
             return found
@@ -93,10 +103,20 @@ class Repository(Generic[T]):
         try:
             return self.get(id)
         except StreamNotFound:
+            self._absent.add(id)
             return None
 
     def create(self, id: str) -> T:
-        """A new aggregate ``id``; saving it fails with ``ConcurrencyError`` if it exists."""
+        """A new aggregate ``id``.
+
+        ``id`` must be a printable ``str`` (``cqrs.store.validation``): ``create(None)``
+        raises :class:`~cqrs.errors.InvalidAggregateId` instead of making ``acct-None``.
+        Saving raises :class:`~cqrs.errors.StreamAlreadyExists` when the stream
+        exists (not retried: load it with ``get``), or a plain
+        :class:`~cqrs.errors.ConcurrencyError` (retried) when ``get_or_none(id)``
+        found no stream in this repository and another writer created it since.
+        """
+        validation.check_aggregate_id(self.aggregate.__qualname__, id, self.store.settings)
         if id in self._seen:
             raise AggregateError(
                 f"{self.aggregate.__qualname__} {id!r} was already loaded or created in this "
@@ -114,16 +134,34 @@ class Repository(Generic[T]):
         pending = self.pending_append(aggregate, metadata=metadata)
         if pending is None:
             return None
-        result = self.store.append(
-            connection_of(self.session),
-            pending.stream_id,
-            pending.events,
-            expected_version=pending.expected_version,
-            stream_type=pending.stream_type,
-            metadata=pending.metadata,
-        )
+        try:
+            result = self.store.append(
+                connection_of(self.session),
+                pending.stream_id,
+                pending.events,
+                expected_version=pending.expected_version,
+                stream_type=pending.stream_type,
+                metadata=pending.metadata,
+            )
+        except ConcurrencyError as exc:
+            raise self.refusal(aggregate, exc) from exc
         self.saved(aggregate)
         return result
+
+    def refusal(self, aggregate: T, exc: ConcurrencyError) -> ConcurrencyError:
+        """What a refused save of ``aggregate`` means: :class:`StreamAlreadyExists`
+        (not retried) for a new aggregate whose stream exists, unless this repository
+        found no stream for it (then another writer created it since: retried)."""
+        if (
+            type(exc) is ConcurrencyError
+            and aggregate.loaded_version == 0
+            and exc.actual is not None
+            and aggregate.id not in self._absent
+        ):
+            return StreamAlreadyExists(
+                aggregate.stream_id, exc.actual, type(aggregate).__qualname__
+            )
+        return exc
 
     def pending_append(
         self, aggregate: T, *, metadata: Mapping[str, Any] | None = None

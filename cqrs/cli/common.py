@@ -1,14 +1,15 @@
 """Internal: what every CLI command shares: exit codes, the database option, output,
-checkpoint tokens, progress."""
+checkpoint tokens (progress displays: ``cqrs.cli.progress``)."""
 
 from __future__ import annotations
 
 import argparse
 import enum
 import json
+import math
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TextIO, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
 
 import attrs
 from sqlalchemy import Engine, create_engine
@@ -16,8 +17,7 @@ from sqlalchemy import Engine, create_engine
 from cqrs.config import Settings
 from cqrs.events.model import Position
 from cqrs.projections.sql import MAX_POSITION
-
-T = TypeVar("T")
+from cqrs.redact import printable
 
 
 class Exit(enum.IntEnum):
@@ -44,6 +44,31 @@ def parse_checkpoint(token: str) -> Position:
     """Read ``xid:position`` or ``xid:end`` (what ``checkpoint_token`` writes)."""
     xid, _, pos = token.partition(":")
     return Position.parse(f"{xid}:{MAX_POSITION}" if pos == "end" else token)
+
+
+def _seconds(text: str, *, zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{printable(text)}' is not a number of seconds"
+        ) from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of seconds {'>= 0' if zero else 'above 0'}, "
+            f"got '{printable(text)}'"
+        )
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argparse ``type``: a finite number of seconds above zero (``--poll``)."""
+    return _seconds(text, zero=False)
+
+
+def seconds_or_zero(text: str) -> float:
+    """An argparse ``type``: a finite number of seconds, zero or more (``--min-age``)."""
+    return _seconds(text, zero=True)
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -86,12 +111,14 @@ def engine_from(args: argparse.Namespace) -> Engine:
 
 
 def emit(args: argparse.Namespace, data: Any, human: str, out: TextIO | None = None) -> None:
-    """Print ``data`` as JSON with ``--json``, else the ``human`` text."""
+    """Print ``data`` as JSON with ``--json``, else the ``human`` text (control characters
+    escaped but its own line breaks: put values in it through ``printable``, so a line
+    break inside one is escaped too)."""
     out = out or sys.stdout
     if getattr(args, "json", False):
         out.write(json.dumps(data, default=str, indent=2) + "\n")
     else:
-        out.write(human.rstrip("\n") + "\n")
+        out.write(printable(human.rstrip("\n"), keep="\n") + "\n")
 
 
 def emit_line(args: argparse.Namespace, data: Any, human: str, out: TextIO | None = None) -> None:
@@ -101,14 +128,15 @@ def emit_line(args: argparse.Namespace, data: Any, human: str, out: TextIO | Non
     if getattr(args, "json", False):
         out.write(json.dumps(data, default=str, separators=(",", ":")) + "\n")
     else:
-        out.write(human.rstrip("\n") + "\n")
+        out.write(printable(human.rstrip("\n"), keep="\n") + "\n")
     out.flush()
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[object]], right: set[int]) -> str:
     """Rows under a header row, columns as wide as their widest cell; the columns in
-    ``right`` are right-aligned (numbers). The last column is not padded."""
-    cells = [list(header), *([("" if c is None else str(c)) for c in r] for r in rows)]
+    ``right`` are right-aligned (numbers). The last column is not padded. Cells are
+    shown through ``printable``: a control character in one is escaped."""
+    cells = [list(header), *([("" if c is None else printable(c)) for c in r] for r in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []
     for row in cells:
@@ -118,22 +146,3 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]], right: set[in
         ]
         lines.append("  ".join(shown).rstrip())
     return "\n".join(lines)
-
-
-def progress(
-    items: Iterable[T], total: int | None, label: str, out: TextIO | None = None
-) -> Iterator[T]:
-    """Yield ``items`` while drawing a one-line progress bar on a terminal."""
-    out = out or sys.stderr
-    show = out.isatty()
-    for done, item in enumerate(items, start=1):
-        yield item
-        if show and (done % 50 == 0 or done == total):
-            if total:
-                filled = int(30 * done / total)
-                out.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
-            else:
-                out.write(f"\r{label} {done}")
-            out.flush()
-    if show:
-        out.write("\n")

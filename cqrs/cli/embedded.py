@@ -7,6 +7,7 @@ from typing import Any
 
 from cqrs import embedded
 from cqrs.cli.common import emit
+from cqrs.redact import printable
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
@@ -18,7 +19,11 @@ def _cmd_start(args: argparse.Namespace) -> int:
 def _cmd_url(args: argparse.Namespace) -> int:
     url = embedded.running_url(args.data_dir)
     if url is None:
-        emit(args, {"data_dir": args.data_dir, "url": None}, f"no server runs at {args.data_dir}")
+        emit(
+            args,
+            {"data_dir": args.data_dir, "url": None},
+            f"no server runs at {printable(args.data_dir)}",
+        )
         return 1
     emit(args, {"data_dir": args.data_dir, "url": url}, url)
     return 0
@@ -29,9 +34,9 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     emit(
         args,
         {"data_dir": args.data_dir, "stopped": stopped},
-        f"stopped the server at {args.data_dir}"
+        f"stopped the server at {printable(args.data_dir)}"
         if stopped
-        else f"no server ran at {args.data_dir}",
+        else f"no server ran at {printable(args.data_dir)}",
     )
     return 0
 

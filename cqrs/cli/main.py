@@ -9,12 +9,14 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from cqrs._version import DISTRIBUTION, __version__
 from cqrs.cli.common import Exit
 from cqrs.errors import BrokerUnavailable, ConfigurationError, CqrsError
+from cqrs.redact import mask_url, printable
 
 COMMAND_MODULES = (
     "cqrs.cli.streams",
@@ -26,10 +28,16 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors, which quote the arguments given, mask
+    passwords and escape control characters too (sub-commands inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(printable(mask_url(message)))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cqrs", description="Operate a cqrs event store on PostgreSQL."
-    )
+    parser = _Parser(prog="cqrs", description="Operate a cqrs event store on PostgreSQL.")
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__} ({DISTRIBUTION})"
     )
@@ -40,39 +48,71 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``cqrs`` command; answer its exit code (``cqrs.cli.common.Exit``)."""
-    args = build_parser().parse_args(argv)  # a usage error exits 2 here (argparse)
+    """Run one ``cqrs`` command; answer its exit code (``cqrs.cli.common.Exit``).
+
+    Whatever goes wrong is one line on stderr (passwords masked, control
+    characters escaped) and an exit code, never a traceback.
+    """
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for arg in argv:
+        if not _is_utf8(arg):  # undecodable bytes, surrogate-escaped by Python
+            parser.error(f"argument '{printable(mask_url(arg))}' is not valid UTF-8")
+    args = parser.parse_args(argv)  # a usage error exits 2 here (argparse)
     try:
         code: int = args.func(args)
         sys.stdout.flush()
     except BrokenPipeError:
         return _closed_pipe()
     except ConfigurationError as exc:
-        print(f"cqrs: {exc}", file=sys.stderr)
-        return Exit.USAGE
+        return _fail(exc, Exit.USAGE)
     except BrokerUnavailable as exc:
-        print(f"cqrs: {exc}", file=sys.stderr)
-        return Exit.UNREACHABLE
+        return _fail(exc, Exit.UNREACHABLE)
     except CqrsError as exc:
-        print(f"cqrs: {exc}", file=sys.stderr)
-        return Exit.RUNTIME
+        return _fail(exc, Exit.RUNTIME)
     except DBAPIError as exc:
         first = str(exc.orig or exc).strip().splitlines()[0]
         if _cannot_connect(exc):
-            print(
-                f"cqrs: cannot connect to the database: {first}\n"
+            return _fail(
+                f"cannot connect to the database: {first}",
+                Exit.UNREACHABLE,
                 "check --database-url / CQRS_DATABASE_URL and that PostgreSQL is running",
-                file=sys.stderr,
             )
-            return Exit.UNREACHABLE
-        print(
-            f"cqrs: the database refused: {first}\n"
+        return _fail(
+            f"the database refused: {first}",
+            Exit.RUNTIME,
             "check that the schema is migrated (alembic upgrade heads) and the arguments",
-            file=sys.stderr,
         )
-        return Exit.RUNTIME
     except KeyboardInterrupt:
         return Exit.INTERRUPTED
+    except OSError as exc:  # a file or directory the command was pointed at
+        return _fail(f"{exc.strerror or type(exc).__name__}: {exc.filename or exc}", Exit.RUNTIME)
+    except Exception as exc:  # a bug: still one line, with what to report
+        if os.environ.get("CQRS_TRACEBACK"):
+            raise
+        return _fail(
+            f"unexpected {type(exc).__name__}: {exc}",
+            Exit.RUNTIME,
+            "this is a bug in cqrs or in the code it imported; run again with "
+            "CQRS_TRACEBACK=1 for the traceback",
+        )
+    return code
+
+
+def _is_utf8(arg: str) -> bool:
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _fail(error: object, code: int, hint: str = "") -> int:
+    """Print ``cqrs: <error>`` (one line) and ``hint`` on stderr; answer ``code``."""
+    text = str(error).strip().splitlines() or [type(error).__name__]
+    print(f"cqrs: {printable(mask_url(' '.join(text)))}", file=sys.stderr)
+    if hint:
+        print(hint, file=sys.stderr)
     return code
 
 

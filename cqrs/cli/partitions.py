@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from cqrs.cli.common import add_common, emit, engine_from, settings_from, table
 from cqrs.config import Settings
+from cqrs.redact import printable
 from cqrs.store import partitions
 
 
@@ -80,7 +81,8 @@ def _cmd_ensure(args: argparse.Namespace) -> int:
     if args.months_ahead is not None:
         settings = attrs.evolve(settings, months_ahead=args.months_ahead)
     created = ensure_partitions(engine_from(args), settings)
-    emit(args, {"created": created}, "created: " + (", ".join(created) or "nothing (all there)"))
+    shown = printable(", ".join(created)) or "nothing (all there)"
+    emit(args, {"created": created}, f"created: {shown}")
     return 0
 
 
@@ -88,7 +90,7 @@ def _cmd_detach(args: argparse.Namespace) -> int:
     detach_partition(
         engine_from(args), args.name, concurrently=not args.no_concurrently, force=args.force
     )
-    emit(args, {"detached": args.name}, f"detached {args.name}")
+    emit(args, {"detached": args.name}, f"detached {printable(args.name)}")
     return 0
 
 
@@ -103,7 +105,8 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     emit(
         args,
         result,
-        f"archived {result['name']} ({result['rows']} rows) to {result['destination']}",
+        f"archived {printable(result['name'])} ({result['rows']} rows) to "
+        f"{printable(result['destination'])}",
     )
     return 0
 

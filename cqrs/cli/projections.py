@@ -16,7 +16,16 @@ from typing import Any
 
 import attrs
 
-from cqrs.cli.common import Exit, add_common, checkpoint_token, emit, engine_from
+from cqrs.cli.common import (
+    Exit,
+    add_common,
+    checkpoint_token,
+    emit,
+    engine_from,
+    seconds,
+    seconds_or_zero,
+)
+from cqrs.cli.progress import Progress
 from cqrs.errors import ConfigurationError
 from cqrs.projections.dead_letters import (
     list_dead_letters,
@@ -27,28 +36,70 @@ from cqrs.projections.declarative import Projection
 from cqrs.projections.rebuild import rebuild
 from cqrs.projections.runner import ProjectionRunner
 from cqrs.projections.status import horizon_holder, projection_status
+from cqrs.redact import printable
 
 
 def load_projections(spec: str) -> list[Projection]:
-    """Import ``module:attribute`` and return the projections it names."""
+    """Import ``module:attribute`` and return the projections it names.
+
+    Anything that goes wrong (no such module, a module that raises or does not
+    compile, an attribute that is not projections) is a ``ConfigurationError``.
+    """
+    value = _import_attribute(spec)
+    found = [value] if isinstance(value, Projection) else _as_list(value)
+    if not found or not all(isinstance(p, Projection) for p in found):
+        raise ConfigurationError(
+            f"'{printable(spec)}' does not name a Projection or a list of them; "
+            "point --module at module:attribute"
+        )
+    return found
+
+
+def _import_attribute(spec: str) -> Any:
+    """The value ``module:attribute`` names (``module`` alone: its ``projections``),
+    called when it is a function."""
     module_name, _, attribute = spec.partition(":")
+    shown = printable(module_name)
+    if not module_name:
+        raise ConfigurationError(
+            f"--module '{printable(spec)}' names no module; pass --module package.module:attribute"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigurationError(
-            f"cannot import {module_name!r} ({exc}); pass --module package.module:attribute "
-            "importable from the current directory"
+            f"cannot import '{shown}' ({printable(exc)}); pass --module "
+            "package.module:attribute importable from the current directory"
+        ) from exc
+    except SyntaxError as exc:
+        raise ConfigurationError(
+            f"'{shown}' does not compile: {printable(exc.msg)} "
+            f"({printable(exc.filename)}, line {exc.lineno}); fix the module"
+        ) from exc
+    except Exception as exc:
+        raise ConfigurationError(
+            f"importing '{shown}' raised {type(exc).__name__}: {printable(exc)}; "
+            "fix the module (it runs on import)"
         ) from exc
     value: Any = getattr(module, attribute or "projections", None)
     if callable(value) and not isinstance(value, Projection):
-        value = value()
-    found = [value] if isinstance(value, Projection) else list(value or [])
-    if not found or not all(isinstance(p, Projection) for p in found):
-        raise ConfigurationError(
-            f"{spec!r} does not name a Projection or a list of them; "
-            "point --module at module:attribute"
-        )
-    return found
+        try:
+            value = value()
+        except Exception as exc:
+            raise ConfigurationError(
+                f"calling '{printable(spec)}' raised {type(exc).__name__}: {printable(exc)}; "
+                "it should return the definitions"
+            ) from exc
+    return value
+
+
+def _as_list(value: object) -> list[Any]:
+    if value is None or isinstance(value, (str, bytes)):
+        return []
+    try:
+        return list(value)  # type: ignore[call-overload, no-any-return]
+    except TypeError:
+        return []
 
 
 def _pick(projections: Sequence[Projection], name: str) -> Projection:
@@ -56,7 +107,8 @@ def _pick(projections: Sequence[Projection], name: str) -> Projection:
         if p.name == name:
             return p
     raise ConfigurationError(
-        f"no projection named {name!r} in the module; it has {[p.name for p in projections]}"
+        f"no projection named '{printable(name)}' in the module; "
+        f"it has {printable([p.name for p in projections])}"
     )
 
 
@@ -82,7 +134,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             streams = sorted({d.stream_id for d in parked})
             text += (
                 f"; parked {len(parked)} events of {len(streams)} streams in dead_letters "
-                f"({', '.join(streams[:5])}{', ...' if len(streams) > 5 else ''}): "
+                f"({', '.join(map(printable, streams[:5]))}{', ...' if len(streams) > 5 else ''}): "
                 "see `cqrs projections dead-letters list`, then retry or skip them"
             )
         emit(args, data, text)
@@ -90,7 +142,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     runner.stop = stop
     runner.stop_on_signals()
-    print(f"cqrs: running {[p.name for p in projections]} (SIGTERM/Ctrl-C stops)", file=sys.stderr)
+    running = printable([p.name for p in projections])
+    print(f"cqrs: running {running} (SIGTERM/Ctrl-C stops)", file=sys.stderr)
     runner.run_forever(stop)
     return 0
 
@@ -116,13 +169,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     ]
     for s in shards:
         lines.append(
-            f"{s.projection:<28} {s.shard:>5} {checkpoint_token(s.checkpoint):>22} {s.behind:>8} "
-            f"{s.parked:>6}  {(s.last_error or '')[:60]}"
+            f"{printable(s.projection):<28} {s.shard:>5} {checkpoint_token(s.checkpoint):>22} "
+            f"{s.behind:>8} {s.parked:>6}  {printable((s.last_error or '')[:60])}"
         )
     if holder is not None:
         end = "COMMIT PREPARED or ROLLBACK PREPARED it" if holder.gid else "end that transaction"
         lines.append(
-            f"read horizon held back by {holder.describe()}; {end}, "
+            f"read horizon held back by {printable(holder.describe())}; {end}, "
             "or set idle_in_transaction_session_timeout"
         )
     emit(args, data, "\n".join(lines))
@@ -134,22 +187,15 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
         sys.path.insert(0, ".")
     projection = _pick(load_projections(args.module), args.name)
 
-    def bar(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            filled = int(30 * done / total) if total else 30
-            sys.stderr.write(f"\rrebuild {projection.name} [{'#' * filled}{'.' * (30 - filled)}]"
-                             f" {done}/{total}")  # fmt: skip
-            sys.stderr.flush()
-
-    result = rebuild(engine_from(args), projection, progress=bar)
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
+    engine = engine_from(args)
+    with Progress(f"rebuild {projection.name}", unit="events", enabled=not args.json) as bar:
+        result = rebuild(engine, projection, progress=bar.update_to)
     emit(
         args,
         {"projection": result.projection, "events": result.events,
          "checkpoint": checkpoint_token(result.checkpoint), "tables": list(result.tables)},
-        f"rebuilt {result.projection} from {result.events} events; swapped in "
-        f"{', '.join(result.tables)}",
+        f"rebuilt {printable(result.projection)} from {result.events} events; swapped in "
+        f"{printable(', '.join(result.tables))}",
     )  # fmt: skip
     return 0
 
@@ -163,8 +209,8 @@ def _cmd_dl_list(args: argparse.Namespace) -> int:
         for d in letters
     ]  # fmt: skip
     lines = [
-        f"{d.id:>6} {d.projection:<24} {d.stream_id:<24} v{d.version:<5} {d.event_type:<24} "
-        f"{d.error[:60]}"
+        f"{d.id:>6} {printable(d.projection):<24} {printable(d.stream_id):<24} v{d.version:<5} "
+        f"{printable(d.event_type):<24} {printable(d.error[:60])}"
         for d in letters
     ] or ["no parked events"]
     emit(args, data, "\n".join(lines))
@@ -194,7 +240,7 @@ def register(sub: Any) -> None:
 
     run = commands.add_parser("run", help="catch up, then follow the log (SIGTERM stops)")
     run.add_argument("--module", required=True, help="package.module:attribute of projections")
-    run.add_argument("--poll", type=float, default=0.5, help="polling interval in seconds")
+    run.add_argument("--poll", type=seconds, default=0.5, help="polling interval in seconds")
     run.add_argument(
         "--once", action="store_true",
         help="stop when caught up (exit 4 when events were parked on the way)",
@@ -208,7 +254,7 @@ def register(sub: Any) -> None:
 
     status = commands.add_parser("status", help="checkpoints, lag, errors, horizon holder")
     status.add_argument(
-        "--min-age", type=float, default=1.0,
+        "--min-age", type=seconds_or_zero, default=1.0,
         help="report a horizon holder whose transaction is older than this (seconds)",
     )  # fmt: skip
     add_common(status)

@@ -14,10 +14,11 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from cqrs.cli.common import add_common, emit, engine_from
+from cqrs.cli.common import add_common, emit, engine_from, seconds
 from cqrs.cli.projections import load_projections
 from cqrs.errors import BrokerError, ConfigurationError
 from cqrs.projections.status import projection_status
+from cqrs.redact import printable
 
 if TYPE_CHECKING:
     from cqrs.relay.relay import Relay
@@ -30,7 +31,8 @@ def load_relays(spec: str) -> list[Relay]:
     found = load_projections(spec)
     if not all(isinstance(r, Relay) for r in found):
         raise ConfigurationError(
-            f"{spec!r} names {[r for r in found if not isinstance(r, Relay)]}, which are not "
+            f"'{printable(spec)}' names "
+            f"{printable([r for r in found if not isinstance(r, Relay)])}, which are not "
             "Relay definitions; run projections with `cqrs projections run`"
         )
     return [r for r in found if isinstance(r, Relay)]
@@ -67,7 +69,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     runner.stop = stop
     runner.stop_on_signals()
-    print(f"cqrs: relaying {[r.name for r in relays]} (SIGTERM/Ctrl-C stops)", file=sys.stderr)
+    names = printable([r.name for r in relays])
+    print(f"cqrs: relaying {names} (SIGTERM/Ctrl-C stops)", file=sys.stderr)
     runner.run_forever(stop)
     return 0
 
@@ -108,11 +111,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     data = relay_status(args)
     lines = [f"{'relay':<24} {'shard':>5} {'behind':>8} {'parked':>6}  last error"]
     for s in data["shards"]:
-        lines.append(f"{s['relay']:<24} {s['shard']:>5} {s['behind']:>8} {s['parked']:>6}  "
-                     f"{(s['last_error'] or '')[:80]}")  # fmt: skip
+        lines.append(f"{printable(s['relay']):<24} {s['shard']:>5} {s['behind']:>8} "
+                     f"{s['parked']:>6}  {printable((s['last_error'] or '')[:80])}")  # fmt: skip
     for name, info in data["streams"].items():
         shown = info.get("error") or f"duplicate window {info['duplicate_window_s']:.0f}s"
-        lines.append(f"stream {name}: {shown}")
+        lines.append(f"stream {printable(name)}: {printable(shown)}")
     emit(args, data, "\n".join(lines))
     return 0
 
@@ -124,9 +127,9 @@ def register(sub: Any) -> None:
     run = commands.add_parser("run", help="catch up, then follow the log (SIGTERM stops)")
     run.add_argument("--module", required=True, help="package.module:attribute of relays")
     run.add_argument("--nats-url", help="NATS server (default: $CQRS_NATS_URL)")
-    run.add_argument("--poll", type=float, default=0.5, help="polling interval in seconds")
+    run.add_argument("--poll", type=seconds, default=0.5, help="polling interval in seconds")
     run.add_argument("--once", action="store_true", help="stop when caught up")
-    run.add_argument("--max-wait", type=float, default=60.0,
+    run.add_argument("--max-wait", type=seconds, default=60.0,
                      help="with --once: give up after this long without the broker")  # fmt: skip
     add_common(run)
     run.set_defaults(func=_cmd_run)

@@ -9,6 +9,7 @@ from cqrs.commands.middleware import (
     MetricsHook,
     Middleware,
     RetryOnConflict,
+    RetryOnUnavailable,
     default_middleware,
 )
 from cqrs.commands.transaction import run_in_transaction
@@ -24,6 +25,7 @@ __all__ = [
     "MetricsHook",
     "Middleware",
     "RetryOnConflict",
+    "RetryOnUnavailable",
     "UnitOfWork",
     "default_middleware",
     "run_in_transaction",

@@ -26,21 +26,27 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, get_type_hints
 
+import attrs
 import cattrs
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cqrs.aggregates.repository import default_snapshots, default_store
 from cqrs.aggregates.snapshots import SnapshotStore
-from cqrs.commands import idempotency
+from cqrs.binds import require_sync
+from cqrs.commands import idempotency, unavailable
 from cqrs.commands.context import CommandContext, CommandOutcome
 from cqrs.commands.inline import InlineProjection
 from cqrs.commands.middleware import Middleware, Next, default_middleware
 from cqrs.commands.unit_of_work import UnitOfWork
-from cqrs.errors import CommandError, HandlerNotFound, InvalidInput
+from cqrs.errors import CommandError, CommitOutcomeUnknown, HandlerNotFound, InvalidInput
 from cqrs.events.codec import make_converter
 from cqrs.events.ids import uuid7
 from cqrs.events.model import Event, RecordedEvent
+from cqrs.store import validation
 from cqrs.store.interface import EventStoreProtocol
+from cqrs.store.tables import events
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -148,10 +154,11 @@ class CommandBus:
                 f"dispatch takes a sqlalchemy.orm.Session, got {type(session).__name__}; "
                 "with an AsyncSession use cqrs.commands.asyncio.dispatch_async"
             )
+        require_sync(session, "CommandBus.dispatch", "use cqrs.commands.asyncio.dispatch_async")
         self.handler_for(type(command))  # fail before opening a transaction
         given = command_id if command_id is not None else getattr(command, "command_id", None)
-        if given is not None and (not isinstance(given, str) or not given.strip()):
-            raise InvalidInput(f"command id must be a non-empty string, got {given!r}")
+        if given is not None:
+            validation.check_command_id(given, self.store.settings)
         cid = given or str(uuid7())
         if correlation_id is None and caused_by is not None:
             correlation_id = caused_by.correlation_id or str(caused_by.event_id)
@@ -172,8 +179,31 @@ class CommandBus:
         return call(ctx)
 
     def _run_once(self, ctx: CommandContext) -> CommandOutcome[Any]:
-        """One transactional run: claim the id, handle, append, project, commit."""
+        """One transactional run: claim the id, handle, append, project, commit.
+
+        A lost or unreachable database raises :class:`~cqrs.errors.DatabaseUnavailable`
+        (the driver's error as ``__cause__``); a connection lost during COMMIT raises
+        :class:`~cqrs.errors.CommitOutcomeUnknown` and leaves the outcome it would
+        have returned in ``ctx.unresolved`` for the next run to check.
+        """
         ctx.attempt += 1
+        committing: list[CommandOutcome[Any]] = []
+        try:
+            return self._transaction(ctx, committing)
+        except DBAPIError as exc:
+            error = unavailable.unavailable(exc, committing=bool(committing))
+            if error is None:
+                raise
+            if isinstance(error, CommitOutcomeUnknown):
+                if ctx.owns_transaction:
+                    ctx.unresolved = committing[0]
+                else:  # a SAVEPOINT's release, not a COMMIT: the caller's to judge
+                    error = unavailable.unavailable(exc, committing=False) or error
+            raise error from exc
+
+    def _transaction(
+        self, ctx: CommandContext, committing: list[CommandOutcome[Any]]
+    ) -> CommandOutcome[Any]:
         session = ctx.session
         handler = self.handler_for(type(ctx.command))
         transaction = session.begin_nested() if session.in_transaction() else session.begin()
@@ -182,8 +212,8 @@ class CommandBus:
             if ctx.idempotent:
                 first = idempotency.claim(conn, ctx.command_id, ctx.command_type)
                 if not idempotency.is_first_run(first):
-                    result = self._structure_result(type(ctx.command), first)
-                    return CommandOutcome(result, (), ctx.command_id, True, ctx.attempt)
+                    return self._already_processed(ctx, first)
+            ctx.unresolved = None  # the lost COMMIT, if any, did not go through
             uow = UnitOfWork(
                 session,
                 store=self.store,
@@ -194,8 +224,42 @@ class CommandBus:
             result = handler(ctx.command, uow)
             uow.flush()
             if ctx.idempotent:
-                idempotency.store_result(conn, ctx.command_id, result, self.converter)
-        return CommandOutcome(result, uow.recorded, ctx.command_id, False, ctx.attempt)
+                idempotency.store_result(
+                    conn, ctx.command_id, result, self.converter,
+                    self.store.settings.max_nesting_depth,
+                )  # fmt: skip
+            session.flush()  # only COMMIT itself is left: a failure from here is "unknown"
+            outcome = CommandOutcome(result, uow.recorded, ctx.command_id, False, ctx.attempt)
+            committing.append(outcome)
+        return outcome
+
+    def _already_processed(self, ctx: CommandContext, stored: object) -> CommandOutcome[Any]:
+        """The answer for a command id found in ``processed_commands``.
+
+        After a lost COMMIT (``ctx.unresolved``) whose events are in the log, that
+        run did commit: answer its outcome. Otherwise it is a repeat: the first
+        run's stored result, ``replayed``.
+        """
+        lost, ctx.unresolved = ctx.unresolved, None
+        if lost is not None and self._in_log(ctx.session, lost):
+            return attrs.evolve(lost, attempts=ctx.attempt)
+        result = self._structure_result(type(ctx.command), stored)
+        return CommandOutcome(result, (), ctx.command_id, True, ctx.attempt)
+
+    @staticmethod
+    def _in_log(session: Session, outcome: CommandOutcome[Any]) -> bool:
+        """Whether ``outcome``'s last event is in the log (it committed); true without events."""
+        if not outcome.recorded:
+            return True
+        last = outcome.recorded[-1]
+        found = session.execute(
+            select(events.c.event_id).where(
+                events.c.stream_id == last.stream_id,
+                events.c.version == last.version,
+                events.c.recorded_at == last.recorded_at,
+            )
+        ).scalar()
+        return found == last.event_id
 
     def _structure_result(self, command_type: type, stored: object) -> Any:
         if stored is None:

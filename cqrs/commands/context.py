@@ -35,7 +35,10 @@ class CommandContext:
     asyncio). ``owns_transaction`` is false when the command runs inside the
     caller's open transaction (a SAVEPOINT of it): a conflict that only a fresh
     transaction resolves is then the caller's to retry. ``extra`` is free
-    space for middleware.
+    space for middleware. ``unresolved`` is what the last run would have returned
+    when its COMMIT was lost (:class:`~cqrs.errors.CommitOutcomeUnknown`): the next
+    run of an idempotent command looks the command id up and answers it when that
+    commit did go through.
     """
 
     command: Any
@@ -48,6 +51,7 @@ class CommandContext:
     attempt: int = 0
     sleep: Callable[[float], None] = time.sleep
     extra: dict[str, Any] = attrs.Factory(dict)
+    unresolved: CommandOutcome[Any] | None = None
 
     @property
     def command_type(self) -> str:

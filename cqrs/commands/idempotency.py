@@ -15,6 +15,7 @@ import cattrs
 from sqlalchemy import Connection, text
 
 from cqrs.errors import InvalidInput, SerializationError
+from cqrs.store.validation import check_depth
 
 _CLAIM = text(
     "INSERT INTO processed_commands (command_id, command_type) VALUES (:cid, :ctype) "
@@ -47,16 +48,34 @@ def is_first_run(claimed: object) -> bool:
 
 
 def store_result(
-    conn: Connection, command_id: str, result: Any, converter: cattrs.Converter
+    conn: Connection,
+    command_id: str,
+    result: Any,
+    converter: cattrs.Converter,
+    max_depth: int = 100,
 ) -> None:
-    """Keep the handler's result so a repeat of the command can return it."""
+    """Keep the handler's result so a repeat of the command can return it.
+
+    A result jsonb cannot hold (not JSON, a NUL, a lone surrogate, nested
+    deeper than ``max_depth``) raises a ``CqrsError`` before it is sent.
+    """
     if result is None:
         return
+    check_depth(result, max_depth, f"the result of command {command_id!r}")
     try:
-        payload = json.dumps(converter.unstructure(result), separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+        payload = json.dumps(
+            converter.unstructure(result), separators=(",", ":"), ensure_ascii=False
+        )
+        payload.encode()
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise SerializationError(
             f"the result of command {command_id!r} does not serialise to JSON: {exc}; "
-            "idempotent handlers must return JSON-friendly values (or attrs classes)"
+            "idempotent handlers must return JSON-friendly values (or attrs classes) "
+            "holding UTF-8 text"
         ) from exc
+    if "\\u0000" in payload:
+        raise SerializationError(
+            f"the result of command {command_id!r} holds a NUL character (U+0000), which "
+            "jsonb cannot store; strip it from the result"
+        )
     conn.execute(_STORE, {"cid": command_id, "result": payload})

@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cqrs.commands.middleware import RetryOnConflict
-from cqrs.errors import ConcurrencyError
+from cqrs.errors import ConcurrencyError, StreamAlreadyExists
 
 R = TypeVar("R")
 log = logging.getLogger("cqrs.commands")
@@ -53,7 +53,7 @@ def run_in_transaction(
             with factory() as session, session.begin():
                 return work(session)
         except ConcurrencyError as exc:
-            if attempt == policy.attempts:
+            if attempt == policy.attempts or isinstance(exc, StreamAlreadyExists):
                 raise
             log.debug("transaction conflicted on %s (attempt %d), retrying", exc.stream_id, attempt)
             sleep(policy.delay(attempt))

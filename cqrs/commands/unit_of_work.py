@@ -23,7 +23,7 @@ from cqrs.aggregates.aggregate import Aggregate
 from cqrs.aggregates.repository import Repository, default_snapshots, default_store
 from cqrs.aggregates.snapshots import SnapshotStore
 from cqrs.commands.inline import InlineProjection
-from cqrs.errors import CommandError
+from cqrs.errors import AppendRefused, CommandError, ConcurrencyError, StreamAlreadyExists
 from cqrs.events.model import Event, RecordedEvent
 from cqrs.store.event_store import connection_of
 from cqrs.store.expected import AppendResult
@@ -65,6 +65,22 @@ class UnitOfWork:
             self._repositories[aggregate] = repo
         return repo
 
+    @staticmethod
+    def _refusal(
+        touched: list[tuple[Repository[Any], Aggregate]], exc: ConcurrencyError
+    ) -> ConcurrencyError:
+        """``exc`` as the repositories explain it: a created aggregate whose stream
+        exists is :class:`~cqrs.errors.StreamAlreadyExists` (not retried)."""
+        by_stream = {aggregate.stream_id: (repo, aggregate) for repo, aggregate in touched}
+        refusals = exc.refusals if isinstance(exc, AppendRefused) else {exc.stream_id: exc}
+        for stream_id, refusal in refusals.items():
+            if stream_id in by_stream and isinstance(refusal, ConcurrencyError):
+                repo, aggregate = by_stream[stream_id]
+                explained = repo.refusal(aggregate, refusal)
+                if isinstance(explained, StreamAlreadyExists):
+                    return explained
+        return exc
+
     @property
     def recorded(self) -> tuple[RecordedEvent[Event], ...]:
         """The events appended by :meth:`flush`, in append order."""
@@ -88,11 +104,14 @@ class UnitOfWork:
         ]
         appends = [repo.pending_append(aggregate) for repo, aggregate in touched]
         # One statement for every touched stream, all-or-nothing (EventStore.append_many).
-        results = self.store.append_many(
-            connection_of(self.session),
-            [a for a in appends if a is not None],
-            metadata=self.metadata,
-        )
+        try:
+            results = self.store.append_many(
+                connection_of(self.session),
+                [a for a in appends if a is not None],
+                metadata=self.metadata,
+            )
+        except ConcurrencyError as exc:
+            raise self._refusal(touched, exc) from exc
         for repo, aggregate in touched:
             repo.saved(aggregate)
         for result in results:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import attrs
 
@@ -32,10 +32,17 @@ from cqrs.events.ids import uuid7
 
 @attrs.frozen
 class Event:
-    """Base class of domain events. Subclasses are declared with :func:`event`."""
+    """Base class of domain events. Subclasses are declared with :func:`event`.
+
+    ``extra_fields`` says what decoding does with stored fields the class does
+    not declare: ``"forbid"`` (an ``EventDecodeError``), ``"ignore"`` (dropped),
+    or ``None`` for the codec's default (``"forbid"`` unless the ``EventCodec``
+    was built with ``extra_fields="ignore"``). See docs/guides/events.md.
+    """
 
     event_type: ClassVar[str]
     schema_version: ClassVar[int] = 1
+    extra_fields: ClassVar[Literal["forbid", "ignore"] | None] = None
 
 
 E = TypeVar("E", bound=Event)

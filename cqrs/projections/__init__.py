@@ -7,6 +7,7 @@ projection that dispatches commands::
     from cqrs.projections import E, Projection, ProjectionRunner
 """
 
+from cqrs.projections.asyncio import wait_for_async
 from cqrs.projections.dead_letters import (
     DeadLetter,
     list_dead_letters,
@@ -47,4 +48,5 @@ __all__ = [
     "retry_dead_letters",
     "skip_dead_letters",
     "wait_for",
+    "wait_for_async",
 ]

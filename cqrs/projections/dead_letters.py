@@ -21,6 +21,7 @@ from datetime import datetime
 import attrs
 from sqlalchemy import Connection, Engine, text
 
+from cqrs.binds import require_sync
 from cqrs.errors import ProjectionError
 from cqrs.events.model import Position
 from cqrs.projections import sql
@@ -84,6 +85,7 @@ def list_dead_letters(
     engine: Engine, projection: str | None = None, *, stream_id: str | None = None
 ) -> list[DeadLetter]:
     """Parked events, oldest first per stream."""
+    require_sync(engine, "list_dead_letters", "run it on a sync engine (create_engine(url))")
     with engine.connect() as conn:
         rows = conn.execute(LIST, {"p": projection, "sid": stream_id}).all()
     return [
@@ -107,6 +109,7 @@ def retry_dead_letters(
     recorded on the entry and :class:`~cqrs.errors.ProjectionError` raised).
     Returns the number of events applied.
     """
+    require_sync(engine, "retry_dead_letters", "run it on a sync engine (create_engine(url))")
     store = store or EventStore(registry=projection.registry)
     name = projection.name
     with engine.connect() as conn:

@@ -40,6 +40,10 @@ from cqrs.projections.expr import Expr, lift
 from cqrs.projections.writes import BatchWriter, Kind, Write
 
 EV = TypeVar("EV", bound=Event)
+
+REBUILD_SUFFIX = "#rebuild"
+"""A rebuild's checkpoint is ``<projection name>#rebuild``; no projection name ends so."""
+
 Recorded = RecordedEvent[Event]
 Model = type[Any] | Table
 Handler = Callable[[Recorded, "ProjectionContext"], None]
@@ -318,6 +322,11 @@ class Projection:
     ) -> None:
         if not name or not isinstance(name, str) or len(name) > 100:
             raise ProjectionError(f"projection name must be a 1-100 character string: {name!r}")
+        if name.endswith(REBUILD_SUFFIX):
+            raise ProjectionError(
+                f"projection name {name!r} ends with {REBUILD_SUFFIX!r}, which names the "
+                "checkpoint of a rebuild in progress; choose another name"
+            )
         if shards < 1 or batch_size < 1:
             raise ProjectionError(
                 f"projection {name!r}: shards and batch_size must be >= 1 "

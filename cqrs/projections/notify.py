@@ -14,24 +14,34 @@ hint costs one poll interval, never an event::
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from cqrs.config import DEFAULT_NOTIFY_CHANNEL
+from cqrs.config import DEFAULT_NOTIFY_CHANNEL, check_notify_channel
+from cqrs.redact import mask_url, printable
 
 DEFAULT_CHANNEL = DEFAULT_NOTIFY_CHANNEL
 
+log = logging.getLogger("cqrs.projections.notify")
+
 
 class Notifier:
-    """One background thread per process that sends coalesced ``pg_notify`` hints."""
+    """One background thread per process that sends coalesced ``pg_notify`` hints.
+
+    ``channel`` is checked up front (:func:`cqrs.config.check_notify_channel`). A
+    hint that fails is logged as a warning (once until hints go out again) and
+    counted in ``failed``; the runner's polling covers for it.
+    """
 
     def __init__(self, engine: Engine, channel: str = DEFAULT_CHANNEL) -> None:
         self.engine = engine
-        self.channel = channel
+        self.channel = check_notify_channel(channel)
         self.sent = 0
+        self.failed = 0
         self._flag = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="cqrs-notify", daemon=True)
@@ -49,6 +59,7 @@ class Notifier:
 
     def _loop(self) -> None:
         conn = None
+        failing = False
         while True:
             self._flag.wait()
             self._flag.clear()
@@ -59,8 +70,16 @@ class Notifier:
                     conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
                 conn.execute(text("SELECT pg_notify(:c, '')"), {"c": self.channel})
                 self.sent += 1
-            except Exception:
-                # A hint is only a hint: the runner polls. Drop the connection and go on.
+                failing = False
+            except Exception as exc:
+                # A hint is only a hint: the runner polls. Say so, drop the connection, go on.
+                self.failed += 1
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                (log.debug if failing else log.warning)(
+                    "wake-up hint on channel %s not sent (%s); runners fall back to polling",
+                    printable(self.channel), printable(mask_url(first)),
+                )  # fmt: skip
+                failing = True
                 if conn is not None:
                     conn.invalidate()
                     conn.close()
@@ -109,6 +128,7 @@ class Listener:
     """``LISTEN`` on a dedicated psycopg connection; ``wait`` blocks for a hint or a timeout."""
 
     def __init__(self, engine: Engine, channel: str = DEFAULT_CHANNEL) -> None:
+        check_notify_channel(channel)
         raw = engine.raw_connection()
         driver: Any = raw.driver_connection
         raw.detach()  # the pool forgets it: it stays LISTENing until close()

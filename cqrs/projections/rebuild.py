@@ -1,7 +1,8 @@
 """Public: rebuild a projection without downtime, into shadow tables, then swap.
 
 ``rebuild`` copies the shape of each table the projection writes
-(``CREATE TABLE <name>__rebuild (LIKE <name> INCLUDING ALL)``), replays the
+(``CREATE TABLE <name>__rebuild (LIKE <name> INCLUDING ALL)``; a name that would
+pass PostgreSQL's 63-byte limit is shortened with a hash, ``side_name``), replays the
 whole log into the copies under its own checkpoint while the old tables keep
 serving queries and the live runner keeps going, and then, in one
 transaction: waits for the live shards' advisory locks (a batch in flight
@@ -18,18 +19,22 @@ Foreign keys pointing at a rebuilt table are not carried over::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import attrs
 from sqlalchemy import Connection, Engine, MetaData, Table, text
 
+from cqrs.binds import require_sync
 from cqrs.events.model import Position
 from cqrs.projections import sql
 from cqrs.projections.batch import Target, batch_body, next_scan, run_batch
-from cqrs.projections.declarative import Projection
+from cqrs.projections.declarative import REBUILD_SUFFIX, Projection
 from cqrs.store.event_store import EventStore
 
 SUFFIX = "__rebuild"
+OLD_SUFFIX = "__old"
+MAX_IDENTIFIER = 63  # bytes: PostgreSQL's NAMEDATALEN - 1; longer names are truncated
 COUNT_EVENTS = text("SELECT count(*) FROM events")
 INDEXES = text(
     "SELECT indexname, indexdef FROM pg_indexes "
@@ -57,8 +62,27 @@ def _quote(conn: Connection, name: str) -> str:
     return conn.dialect.identifier_preparer.quote(name)
 
 
+def side_name(name: str, suffix: str) -> str:
+    """``name + suffix``, or when that exceeds PostgreSQL's 63-byte identifier limit,
+    a truncated ``name``, 8 hex digits of its hash, and ``suffix``: unique per
+    table and never cut short by the server.
+
+    >>> side_name("order_summary", "__rebuild")
+    'order_summary__rebuild'
+    >>> len(side_name("t" * 63, "__rebuild"))
+    63
+    """
+    whole = name + suffix
+    if len(whole.encode()) <= MAX_IDENTIFIER:
+        return whole
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    room = MAX_IDENTIFIER - len(suffix.encode()) - len(digest) - 1
+    prefix = name.encode()[:room].decode("utf-8", "ignore")
+    return f"{prefix}_{digest}{suffix}"
+
+
 def _shadow(table: Table) -> Table:
-    return table.to_metadata(MetaData(), name=table.name + SUFFIX)
+    return table.to_metadata(MetaData(), name=side_name(table.name, SUFFIX))
 
 
 def rebuild(
@@ -69,8 +93,9 @@ def rebuild(
     progress: Callable[[int, int], None] | None = None,
 ) -> RebuildResult:
     """Rebuild ``projection``'s tables from the whole log and swap them in atomically."""
+    require_sync(engine, "rebuild", "run it on a sync engine (create_engine(url))")
     store = store or EventStore(registry=projection.registry)
-    temp = f"{projection.name}#rebuild"
+    temp = projection.name + REBUILD_SUFFIX
     shadows = {t: _shadow(t) for t in projection.tables}
     target = Target(projection, 0, name=temp, shards=1, table_map=shadows)
     with engine.begin() as conn:
@@ -127,7 +152,7 @@ def _swap(
         if not outcome.full:
             break
     for table, shadow in shadows.items():
-        old = table.name + "__old"
+        old = side_name(table.name, OLD_SUFFIX)
         names = {r[0]: r[1] for r in conn.execute(INDEXES, {"t": table.name})}
         conn.execute(text(f"ALTER TABLE {_quote(conn, table.name)} RENAME TO {_quote(conn, old)}"))
         conn.execute(

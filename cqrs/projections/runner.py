@@ -26,8 +26,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from cqrs.config import Settings
-from cqrs.errors import ProjectionError, ReadModelTimeout
+from cqrs.binds import require_sync
+from cqrs.config import Settings, check_notify_channel
+from cqrs.errors import DatabaseUnavailable, ProjectionError, ReadModelTimeout
 from cqrs.events.model import START, Position
 from cqrs.projections import sql
 from cqrs.projections.batch import (
@@ -53,7 +54,13 @@ CHECKPOINTS = text(
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Connection trouble (retry forever, park nothing) as opposed to a handler failure."""
+    """Connection trouble (retry forever, park nothing) as opposed to a handler failure.
+
+    The command bus reports it as ``DatabaseUnavailable`` (process managers and the
+    inbox dispatch through it).
+    """
+    if isinstance(exc, DatabaseUnavailable):
+        return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, OperationalError | InterfaceError)
@@ -65,7 +72,7 @@ class ProjectionRunner:
     ``store`` decodes events (its registry must know their classes);
     ``owner`` names this runner in shard leases; ``lease_ttl`` is how long a
     dead runner keeps its shards before the others take them; ``on_batch`` is
-    called after each committed batch (metrics, tests). Every ``upkeep_every``
+    called after each committed batch (metrics, tests). At start and every ``upkeep_every``
     seconds ``run_forever`` also creates the ``events`` partitions ``settings``
     asks for ahead of time (``None`` turns that off). ``durable=False`` commits
     batches with ``synchronous_commit = off``: lower latency; a database crash
@@ -90,6 +97,12 @@ class ProjectionRunner:
         upkeep_every: float | None = 3600.0,
         durable: bool = True,
     ) -> None:
+        require_sync(
+            engine,
+            "ProjectionRunner",
+            "run the runner on a sync engine (create_engine(url)) in a process of its own "
+            "(cqrs projections run) or a thread (asyncio.to_thread)",
+        )
         names = [p.name for p in projections]
         if len(set(names)) != len(names):
             raise ProjectionError(f"projection names must be unique, got {names}")
@@ -110,9 +123,9 @@ class ProjectionRunner:
         self._scans: dict[tuple[str, int], int] = {}  # how far each target reads ahead
         self.durable = durable
         self.settings = settings or Settings()
-        self.channel = channel or self.settings.notify_channel
+        self.channel = check_notify_channel(channel or self.settings.notify_channel)
         self.upkeep_every = upkeep_every
-        self._upkeep_at = 0.0
+        self._upkeep_at: float | None = None  # never yet: the first upkeep() is due
         self.stop = threading.Event()
         self._conn: Connection | None = None
         self._listener: Listener | None = None
@@ -309,7 +322,7 @@ class ProjectionRunner:
     def upkeep(self, *, force: bool = False) -> list[str]:
         """Create missing ``events`` partitions (one runner at a time); the names made."""
         due = self.upkeep_every is not None and (
-            time.monotonic() - self._upkeep_at >= self.upkeep_every
+            self._upkeep_at is None or time.monotonic() - self._upkeep_at >= self.upkeep_every
         )
         if not (force or due):
             return []

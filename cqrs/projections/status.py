@@ -14,14 +14,17 @@ a projection has passed a position token::
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import attrs
 from sqlalchemy import Connection, Engine, text
 
+from cqrs.binds import require_sync
 from cqrs.errors import ReadModelTimeout
 from cqrs.events.model import Position
-from cqrs.projections.declarative import Projection
+from cqrs.projections.declarative import REBUILD_SUFFIX, Projection
 from cqrs.store.horizon import HorizonHolder, horizon_holder
 
 __all__ = ["HorizonHolder", "ShardStatus", "horizon_holder", "projection_status", "wait_for"]
@@ -32,8 +35,8 @@ STATUS = text(
     "AND d.shard = c.shard), (SELECT l.owner FROM projection_leases l "
     "WHERE l.projection = c.projection AND l.shard = c.shard "
     "AND l.expires_at >= clock_timestamp()) "
-    "FROM checkpoints c WHERE position('#' in c.projection) = 0 ORDER BY 1, 2"
-)
+    "FROM checkpoints c WHERE right(c.projection, :n) <> :suffix ORDER BY 1, 2"
+).bindparams(n=len(REBUILD_SUFFIX), suffix=REBUILD_SUFFIX)
 BEHIND = text(
     "SELECT count(*) FROM events "
     "WHERE (transaction_id, global_position) > (CAST(:xid AS xid8), :pos)"
@@ -57,13 +60,14 @@ class ShardStatus:
     owner: str | None
 
 
-def _conn(bind: Engine | Connection) -> tuple[Connection, bool]:
+def _conn(bind: Engine | Connection, api: str) -> tuple[Connection, bool]:
+    require_sync(bind, api, "use cqrs.wait_for_async, or call it in AsyncConnection.run_sync")
     return (bind.connect(), True) if isinstance(bind, Engine) else (bind, False)
 
 
 def projection_status(bind: Engine | Connection) -> list[ShardStatus]:
     """Every projection shard with a checkpoint (rebuilds in progress left out)."""
-    conn, own = _conn(bind)
+    conn, own = _conn(bind, "projection_status")
     try:
         found = []
         for name, shard, xid, pos, at, err, parked, owner in conn.execute(STATUS):
@@ -90,11 +94,9 @@ def wait_for(
     ``position`` is a ``Position`` or its ``str()`` token. Raises
     :class:`~cqrs.errors.ReadModelTimeout` after ``timeout`` seconds.
     """
-    target = Position.parse(position) if isinstance(position, str) else position
-    name = projection if isinstance(projection, str) else projection.name
-    count = shards or (1 if isinstance(projection, str) else projection.shards)
+    name, target, count = wait_target(projection, position, shards)
     deadline = time.monotonic() + timeout
-    conn, own = _conn(bind)
+    conn, own = _conn(bind, "wait_for")
     try:
         while True:
             if conn.in_transaction():
@@ -102,16 +104,36 @@ def wait_for(
             else:
                 with conn.begin():
                     rows = conn.execute(CHECKPOINTS, {"p": name}).all()
-            done = [r for r in rows if Position(int(r[1]), int(r[2])) >= target]
-            if len(rows) >= count and len(done) == len(rows):
+            done, reached = passed(rows, target, count)
+            if done:
                 return
             if time.monotonic() >= deadline:
-                worst = min((Position(int(r[1]), int(r[2])) for r in rows), default=None)
-                raise timed_out(conn, name, target, worst, timeout)
+                raise timed_out(conn, name, target, reached, timeout)
             time.sleep(interval)
     finally:
         if own:
             conn.close()
+
+
+def wait_target(
+    projection: Projection | str, position: Position | str, shards: int | None
+) -> tuple[str, Position, int]:
+    """What a read-your-writes wait waits for: the projection's name, the target
+    position, and how many shards must pass it."""
+    target = Position.parse(position) if isinstance(position, str) else position
+    name = projection if isinstance(projection, str) else projection.name
+    count = shards or (1 if isinstance(projection, str) else projection.shards)
+    return name, target, count
+
+
+def passed(
+    rows: Sequence[Sequence[Any]], target: Position, count: int
+) -> tuple[bool, Position | None]:
+    """Whether the checkpoint rows (shard, xid, position) show all ``count`` shards
+    past ``target``, and the least checkpoint among them (``None`` without rows)."""
+    found = [Position(int(r[1]), int(r[2])) for r in rows]
+    done = len(found) >= count and all(p >= target for p in found)
+    return done, min(found, default=None)
 
 
 def timed_out(

@@ -17,51 +17,51 @@ first (read-your-writes)::
         return list(session.scalars(select(OrderSummary.order_id).where(...)))
 
     ids = queries.ask(OrdersOfCustomer("c-1"), after=token, wait_for=summary)
+
+Handlers declared on a ``QueryHandlers`` registry serve this bus and an
+``AsyncQueryBus`` alike (``handlers=``; ``cqrs.queries.handlers``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from cqrs.errors import QueryError, QueryHandlerNotFound
+from cqrs.binds import require_sync
+from cqrs.errors import QueryError
 from cqrs.events.model import Position
 from cqrs.projections.declarative import Projection
 from cqrs.projections.status import wait_for as wait_for_projection
+from cqrs.queries.handlers import Query, QueryHandlers, is_async
+
+__all__ = ["Query", "QueryBus"]
 
 R = TypeVar("R")
 Q = TypeVar("Q", bound="Query[Any]")
 
 
-class Query(Generic[R]):
-    """Base of query types; ``R`` is the type of the answer."""
-
-
 class QueryBus:
-    """Dispatches queries to their handlers, each in a read-only session on ``bind``."""
+    """Dispatches queries to their handlers, each in a read-only session on ``bind``.
 
-    def __init__(self, bind: Engine | sessionmaker[Session]) -> None:
+    ``handlers`` shares a :class:`~cqrs.queries.handlers.QueryHandlers` registry
+    with other buses (an ``AsyncQueryBus``, say); by default the bus has its own.
+    """
+
+    def __init__(
+        self, bind: Engine | sessionmaker[Session], *, handlers: QueryHandlers | None = None
+    ) -> None:
+        require_sync(bind, "QueryBus", "use cqrs.AsyncQueryBus with the async engine")
         self.sessions = bind if isinstance(bind, sessionmaker) else sessionmaker(bind)
-        self._handlers: dict[type[Any], Callable[[Any, Session], Any]] = {}
+        self.handlers = handlers if handlers is not None else QueryHandlers()
 
     def handles(
         self, query_type: type[Q]
     ) -> Callable[[Callable[[Q, Session], R]], Callable[[Q, Session], R]]:
         """Register the handler of ``query_type`` (one per type)."""
-
-        def register(fn: Callable[[Q, Session], R]) -> Callable[[Q, Session], R]:
-            if query_type in self._handlers:
-                raise QueryError(
-                    f"{query_type.__name__} already has a handler "
-                    f"({self._handlers[query_type].__name__}); register one handler per query"
-                )
-            self._handlers[query_type] = fn
-            return fn
-
-        return register
+        return self.handlers.handles(query_type)
 
     def ask(
         self,
@@ -73,9 +73,13 @@ class QueryBus:
     ) -> R:
         """Answer ``query``; with ``after`` and ``wait_for``, first wait for that projection
         to pass the position (raises :class:`~cqrs.errors.ReadModelTimeout`)."""
-        handler = self._handlers.get(type(query))
-        if handler is None:
-            raise QueryHandlerNotFound(type(query).__name__)
+        handler = self.handlers.handler_for(type(query))
+        if is_async(handler):
+            raise QueryError(
+                f"the handler of {type(query).__name__} ({handler.__name__}) is an async def "
+                "taking an AsyncSession; ask it through cqrs.AsyncQueryBus, or declare it "
+                "with def taking a Session to serve both buses"
+            )
         with self.sessions() as session:
             if after is not None and wait_for is not None:
                 wait_for_projection(session.connection(), wait_for, after, timeout=timeout)

@@ -18,6 +18,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
+from cqrs.redact import mask_url
 from cqrs.relay.loop import LoopThread
 
 
@@ -27,7 +28,7 @@ async def connect(
     """A connection to ``url`` that does not reconnect by itself; ``options`` override."""
 
     async def quiet(exc: Exception) -> None:
-        logger.debug("nats: %s", exc)
+        logger.debug("nats: %s", mask_url(str(exc)))
 
     settings: dict[str, Any] = {
         "servers": [url], "allow_reconnect": False, "max_reconnect_attempts": 1,

@@ -43,6 +43,7 @@ from cqrs.errors import (
     ConfigurationError,
     StreamMissing,
 )
+from cqrs.redact import mask_url
 from cqrs.relay import connection
 from cqrs.relay.loop import LoopThread
 from cqrs.relay.messages import OutgoingMessage
@@ -58,7 +59,8 @@ def broker_error(exc: BaseException, url: str, action: str) -> BrokerError:
     if isinstance(exc, BrokerError):
         return exc
     name = type(exc).__name__
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    text = mask_url(str(exc).strip().splitlines()[0]) if str(exc).strip() else name
+    url = mask_url(url)
     if isinstance(exc, nats.errors.AuthorizationError) or "authoriz" in text.lower():
         return BrokerAuthFailed(
             f"NATS at {url} refused the credentials while {action} ({text}); fix the user, "

@@ -29,6 +29,7 @@ from cqrs.config import Settings
 from cqrs.events.codec import EventCodec
 from cqrs.events.ids import uuid7
 from cqrs.events.model import Event, NewEvent
+from cqrs.store import validation
 
 
 @attrs.define
@@ -50,8 +51,15 @@ def encode_batch(
     settings: Settings,
     events: Sequence[Event | NewEvent[Event]],
     metadata: Mapping[str, Any] | None,
+    *,
+    stream_type: object = None,
 ) -> EncodedBatch:
-    """Check and encode ``events``; ``metadata`` is merged into each event's own."""
+    """Check and encode ``events``; ``metadata`` is merged into each event's own.
+
+    Every rule of ``cqrs.store.validation`` about an append's arguments runs
+    here (stream type, metadata, nesting, type names), before anything is sent.
+    """
+    events = validation.check_append(events, settings, stream_type=stream_type, metadata=metadata)
     if isinstance(events, (Event, NewEvent)):
         raise errors.InvalidInput("append takes a list of events; wrap a single event in [ ]")
     batch = EncodedBatch()
@@ -86,4 +94,5 @@ def encode_batch(
         batch.metas.append(meta)
     if len(set(batch.ids)) != len(batch.ids):
         raise errors.InvalidInput("the same event id appears twice in one append")
+    validation.check_event_types(batch.types, settings)
     return batch

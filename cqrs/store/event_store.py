@@ -29,6 +29,7 @@ from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
 from cqrs.store import bulk, driver, horizon, sql, validation
+from cqrs.store.consistency import inconsistency
 from cqrs.store.encoding import EncodedBatch, encode_batch
 from cqrs.store.expected import (
     ANY,
@@ -106,7 +107,8 @@ class EventStore:
         """
         self.check_stream_id(stream_id)
         expected = check_expected(expected_version)
-        batch = encode_batch(self.codec, self.settings, events, metadata)
+        batch = encode_batch(self.codec, self.settings, events, metadata, stream_type=stream_type)
+        validation.check_version_room(stream_id, expected, len(batch.ids))
         return self._append_batch(connection_of(executor), stream_id, expected, batch, stream_type)
 
     def append_many(
@@ -134,12 +136,18 @@ class EventStore:
         items = check_appends(appends, "append_many")
         for item in items:
             self.check_stream_id(item.stream_id)
+        validation.check_metadata(metadata, self.settings)
         shared = dict(metadata or {})
         batches = [
-            encode_batch(self.codec, self.settings, a.events, {**shared, **a.metadata})
+            encode_batch(
+                self.codec, self.settings, a.events, {**shared, **a.metadata},
+                stream_type=a.stream_type,
+            )
             for a in items
-        ]
+        ]  # fmt: skip
         expecteds = [check_expected(a.expected_version) for a in items]
+        for a, e, b in zip(items, expecteds, batches, strict=True):
+            validation.check_version_room(a.stream_id, e, len(b.ids))
         conn = connection_of(executor)
         results: list[AppendResult | None] = [None] * len(items)
         for i, (a, b) in enumerate(zip(items, batches, strict=True)):
@@ -229,7 +237,8 @@ class EventStore:
         except DBAPIError as exc:
             raise self._append_error(exc, stream_id, expected) from exc
         if not returned:
-            raise self._append_refused(conn, stream_id, expected)
+            refusal = self._append_refused(conn, stream_id, expected)
+            raise validation.full_stream(refusal, stream_id, len(batch.ids))
         return _result(stream_id, batch, sorted(returned, key=lambda r: r[2]))
 
     @staticmethod
@@ -261,6 +270,7 @@ class EventStore:
 
     def archive(self, executor: Executor, stream_id: str, *, archived: bool = True) -> None:
         """Mark a stream archived (it takes no more events) or take the mark off."""
+        validation.check_archive(stream_id, archived, self.settings)
         row = connection_of(executor).execute(
             sql.SET_ARCHIVED, {"sid": stream_id, "archived": archived}
         )
@@ -271,6 +281,7 @@ class EventStore:
 
     def stream_info(self, executor: Executor, stream_id: str) -> StreamInfo | None:
         """The stream's row, or ``None`` when it does not exist."""
+        validation.check_stream_id_to_read(stream_id, self.settings)
         row = connection_of(executor).execute(sql.STREAM_INFO, {"sid": stream_id}).first()
         return None if row is None else StreamInfo(*row)
 
@@ -286,6 +297,7 @@ class EventStore:
 
         Raises :class:`~cqrs.errors.StreamNotFound` when the stream does not exist.
         """
+        validation.check_read_stream(stream_id, from_version, to_version, self.settings)
         conn = connection_of(executor)
         params = {
             "sid": stream_id,
@@ -310,8 +322,10 @@ class EventStore:
         Never skips an event and never returns one twice, however transactions
         interleave: events of a transaction become readable once every
         transaction that started before it has ended (see docs/architecture.md).
-        Pass the last event's ``position`` as ``after`` to read on.
+        Pass the last event's ``position`` as ``after`` to read on. ``limit`` is
+        1 to ``Settings.max_read_limit``.
         """
+        types = validation.check_read_all(after, limit, types, self.settings)
         params: dict[str, Any] = {
             "xid": str(after.transaction_id),
             "pos": after.global_position,
@@ -319,7 +333,7 @@ class EventStore:
         }
         statement = sql.READ_ALL
         if types is not None:
-            params["types"] = list(types)
+            params["types"] = types
             statement = sql.READ_ALL_TYPES
         rows = connection_of(executor).execute(statement, params).all()
         return [self.decode(row) for row in rows]
@@ -343,7 +357,8 @@ class EventStore:
     # -- input checks --------------------------------------------------------
 
     def check_stream_id(self, stream_id: object) -> None:
-        """Raise :class:`~cqrs.errors.InvalidStreamId` unless ``stream_id`` is usable."""
+        """Raise :class:`~cqrs.errors.InvalidStreamId` unless ``stream_id`` is usable
+        (the rules: ``cqrs.store.validation.name_problem``)."""
         validation.check_stream_id(stream_id, self.settings)
 
     # -- slow paths ----------------------------------------------------------
@@ -365,7 +380,20 @@ class EventStore:
         self, conn: Connection, stream_id: str, expected: Expected
     ) -> errors.CqrsError:
         row = conn.execute(sql.REFUSAL, {"sid": stream_id}).first()
+        return self._explain(conn, stream_id, expected, row)
+
+    def _explain(
+        self, conn: Connection, stream_id: str, expected: Expected, row: Sequence[Any] | None
+    ) -> errors.CqrsError:
+        """The error for a refused append to ``stream_id``, from its ``REFUSAL`` row."""
         refusal = _refusal(stream_id, expected, row)
+        if isinstance(refusal, errors.StreamArchived | errors.AppendOrderConflict):
+            return refusal
+        if row is not None and isinstance(expected, int):
+            # A writer that counted events which repeat or skip versions would retry forever.
+            broken = inconsistency(conn, stream_id, version=row[0], expected=expected)
+            if broken is not None:
+                return broken
         if refusal is None:  # the stream holds the expectation now: a retry will see it
             return errors.ConcurrencyError(stream_id, expected, None if row is None else row[0])
         return refusal
@@ -378,10 +406,10 @@ class EventStore:
         rows_by_id = {row[0]: row for row in found}
         refusals: dict[str, errors.CqrsError] = {}
         for item, expected in zip(items, expecteds, strict=True):
-            row = rows_by_id.get(item.stream_id)
-            refusal = _refusal(item.stream_id, expected, None if row is None else row[1:])
-            if refusal is not None:
-                refusals[item.stream_id] = refusal
+            found_row = rows_by_id.get(item.stream_id)
+            row = None if found_row is None else tuple(found_row[1:])
+            if _refusal(item.stream_id, expected, row) is not None:
+                refusals[item.stream_id] = self._explain(conn, item.stream_id, expected, row)
         if len(refusals) == 1:
             return next(iter(refusals.values()))
         if not refusals:  # changed since the check: report the first, a retry sees it anew

@@ -61,7 +61,10 @@ def check(expected: object) -> Expected:
             f"got {expected!r}"
         )
     if isinstance(expected, int) and not 0 <= expected <= INT32_MAX:
-        raise errors.InvalidInput(f"expected_version must be >= 0, got {expected}")
+        raise errors.InvalidInput(
+            f"expected_version must be an int from 0 to {INT32_MAX} or ANY, NO_STREAM, "
+            f"STREAM_EXISTS; got {expected}"
+        )
     return expected
 
 

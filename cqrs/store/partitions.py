@@ -346,6 +346,11 @@ def archive(
         raise InvalidInput("archive needs a schema or a file: pass schema=... or to_file=...")
     if to_file is not None and Path(to_file).exists():
         raise InvalidInput(f"{to_file} already exists; choose a new file name")
+    if to_file is not None and not Path(to_file).parent.is_dir():
+        raise InvalidInput(
+            f"cannot write {to_file}: the directory {Path(to_file).parent} does not exist; "
+            "create it first or choose another path"
+        )
     if not force:
         _refuse_if_live(connection, name)
     if attached:

@@ -111,17 +111,33 @@ def result_columns() -> list[ColumnClause[Any]]:
 
 def decode_row(codec: EventCodec, row: Sequence[Any]) -> RecordedEvent[Event]:
     """Turn a row in :class:`EventRow`'s order (a tuple, a SQLAlchemy ``Row`` or an
-    ``EventRow``) into a ``RecordedEvent``, decoding the payload with ``codec``."""
+    ``EventRow``) into a ``RecordedEvent``, decoding the payload with ``codec``.
+
+    A row that cannot be read raises :class:`~cqrs.errors.EventDecodeError` with
+    its stream, version and position: JSON that does not parse here (a number
+    of thousands of digits, nesting too deep), metadata that is not an object,
+    or a payload the codec refuses."""
     values: Any = row  # unpacks like a tuple; no copy on the read path
     (event_id, stream_id, stream_type, version, xid, gpos, etype, sv, data, meta, at) = values
-    if type(data) is str:
-        data = loads(data)
-    if type(meta) is str:
-        meta = loads(meta)
-    event = codec.decode(etype, sv, data, stream_id=stream_id, position=gpos)
+    position = Position(int(xid), gpos)
+    try:
+        if type(data) is str:
+            data = loads(data)
+        if type(meta) is str:
+            meta = loads(meta)
+    except (ValueError, RecursionError) as exc:  # numbers too long, nesting too deep
+        raise codec.unreadable(
+            etype, f"its JSON does not parse here ({type(exc).__name__}: {exc})",
+            stream_id=stream_id, version=version, position=position,
+        ) from None  # fmt: skip
+    if type(meta) is not dict:
+        raise codec.unreadable(
+            etype, "its metadata is not a JSON object",
+            stream_id=stream_id, version=version, position=position,
+        )  # fmt: skip
+    event = codec.decode(etype, sv, data, stream_id=stream_id, position=position, version=version)
     return RecordedEvent(
-        event_id, stream_id, stream_type, version, Position(int(xid), gpos), etype, sv,
-        event, meta, at,
+        event_id, stream_id, stream_type, version, position, etype, sv, event, meta, at,
     )  # fmt: skip
 
 

@@ -85,6 +85,11 @@ FROM s"""
 #   writer that waited for the row re-checks the condition against the
 #   committed row, so the check cannot be raced.
 #
+# A stream whose version would pass 2147483647 (``integer``) matches no row either,
+# rather than failing the statement (and the caller's transaction) on the overflow:
+# EventStore then reports errors.StreamFull. An exact expectation is checked before
+# sending (cqrs.store.validation.check_version_room).
+#
 # ``OFFSET 0`` keeps the lock in a sub-select of its own, evaluated before the
 # id is asked for.
 _LOCK_THEN_XID = """
@@ -114,6 +119,7 @@ s AS (
     ON CONFLICT (stream_id) DO UPDATE
         SET version = st.version + EXCLUDED.version, last_xid = EXCLUDED.last_xid
         WHERE NOT st.archived AND st.last_xid <= EXCLUDED.last_xid
+          AND st.version <= 2147483647 - EXCLUDED.version
     RETURNING version, stream_type
 )"""
 )
@@ -135,6 +141,7 @@ _EXISTING_HEAD = (
 s AS (
     UPDATE streams SET version = version + :n, last_xid = (SELECT xid FROM lk)
     WHERE stream_id = :sid AND NOT archived AND last_xid <= (SELECT xid FROM lk)
+      AND version <= 2147483647 - :n
     RETURNING version, stream_type
 )"""
 )

@@ -120,6 +120,28 @@ def _split_name(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "first": first, "last": last}
 
 
+_loose_registry = EventRegistry()
+_strict_registry = EventRegistry()
+
+
+@event("conformance.flagged", registry=_loose_registry)
+class FlaggedAsText(Event):
+    paid: str
+    qty: float
+
+
+@event("conformance.flagged", version=2, registry=_strict_registry)
+class Flagged(Event):
+    paid: bool
+    qty: int
+
+
+@_strict_registry.upcaster("conformance.flagged", from_version=1)
+def _flag_from_text(data: dict[str, Any]) -> dict[str, Any]:
+    # raises on a value it does not know: a store must report it as a decode error
+    return {"paid": {"yes": True, "no": False}[data["paid"]], "qty": data["qty"]}
+
+
 class StoreHarness(Protocol):
     """What a backend hands the suite."""
 
@@ -217,6 +239,167 @@ class MemoryHarness:
     def reset(self) -> None:
         """Start over on an empty log."""
         self.log = MemoryLog()
+
+
+_hostile_registry = EventRegistry()
+"""Events whose stored type names no store may send (NUL, lone surrogate, invisible, 10 MB)."""
+
+
+def _hostile_event(name: str) -> type[Event]:
+    cls = type("Hostile", (Event,), {"__annotations__": {"n": "int"}})
+    return event(name, registry=_hostile_registry)(cls)
+
+
+_NUL_TYPE = _hostile_event("bad\x00type")
+_SURROGATE_TYPE = _hostile_event("bad\ud800type")
+_INVISIBLE_TYPE = _hostile_event("\u200b\u200c")
+_HUGE_TYPE = _hostile_event("t" * 10_000_000)
+
+_HUGE = "x" * 10_000_000
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _cycle() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
+
+
+Call = Callable[[StoreHarness, EventStore, Any], object]
+
+
+def _append(stream_id: Any = "s-1", events: Any = None, **kw: Any) -> Call:
+    return lambda h, store, tx: store.append(
+        tx, stream_id, [Noted("x")] if events is None else events, **kw
+    )
+
+
+def _append_hostile(cls: type[Event]) -> Call:
+    return lambda h, store, tx: h.store(_hostile_registry).append(tx, "s-1", [cls(1)])  # type: ignore[call-arg]
+
+
+_HOSTILE: list[Any] = [
+    # stream ids
+    pytest.param(_append("s-\ud800"), errors.InvalidStreamId, id="id-surrogate"),
+    pytest.param(_append("\u200b\u200d"), errors.InvalidStreamId, id="id-zero-width"),
+    pytest.param(_append("\ufeff"), errors.InvalidStreamId, id="id-bom"),
+    pytest.param(_append("\u3000\u00a0"), errors.InvalidStreamId, id="id-unicode-blanks"),
+    pytest.param(_append("s-\x1b[0m"), errors.InvalidStreamId, id="id-control"),
+    pytest.param(_append(_HUGE), errors.InvalidStreamId, id="id-10mb"),
+    pytest.param(_append("s-" + "\U0001f600" * 199), errors.InvalidStreamId, id="id-bytes"),
+    # stream types
+    pytest.param(_append(stream_type="a\x00b"), errors.InvalidTypeName, id="stype-nul"),
+    pytest.param(_append(stream_type="\udfff"), errors.InvalidTypeName, id="stype-surrogate"),
+    pytest.param(_append(stream_type="\u2060"), errors.InvalidTypeName, id="stype-invisible"),
+    pytest.param(_append(stream_type=_HUGE), errors.InvalidTypeName, id="stype-10mb"),
+    pytest.param(_append(stream_type="t" * 201), errors.InvalidTypeName, id="stype-201"),
+    pytest.param(_append(stream_type=7), errors.InvalidTypeName, id="stype-int"),
+    # event types
+    pytest.param(_append_hostile(_NUL_TYPE), errors.InvalidTypeName, id="etype-nul"),
+    pytest.param(_append_hostile(_SURROGATE_TYPE), errors.InvalidTypeName, id="etype-surrogate"),
+    pytest.param(_append_hostile(_INVISIBLE_TYPE), errors.InvalidTypeName, id="etype-invisible"),
+    pytest.param(_append_hostile(_HUGE_TYPE), errors.InvalidTypeName, id="etype-10mb"),
+    # payloads and metadata
+    pytest.param(_append(events=[Noted(_nested(500))]), errors.PayloadTooDeep, id="data-deep"),
+    pytest.param(_append(events=[Noted(_cycle())]), errors.PayloadTooDeep, id="data-cycle"),
+    pytest.param(_append(events=[Noted("\ud800")]), errors.SerializationError, id="data-surr"),
+    pytest.param(
+        _append(events=[Noted({"\udc80": 1})]), errors.SerializationError, id="data-key-surr"
+    ),
+    pytest.param(_append(metadata=[("a", 1)]), errors.InvalidMetadata, id="meta-list"),
+    pytest.param(_append(metadata="a=1"), errors.InvalidMetadata, id="meta-str"),
+    pytest.param(_append(metadata={1: "x"}), errors.InvalidMetadata, id="meta-int-key"),
+    pytest.param(_append(metadata={"k": "\ud800"}), errors.InvalidMetadata, id="meta-surr"),
+    pytest.param(_append(metadata={"\ud800": 1}), errors.InvalidMetadata, id="meta-key-surr"),
+    pytest.param(
+        _append(metadata={"k": [{"j": "\udbff"}]}), errors.InvalidMetadata, id="meta-deep-surr"
+    ),
+    pytest.param(_append(metadata={"k": _nested(500)}), errors.PayloadTooDeep, id="meta-deep"),
+    pytest.param(_append(metadata={"k": _cycle()}), errors.PayloadTooDeep, id="meta-cycle"),
+    pytest.param(
+        _append(events=[NewEvent(Noted("x"), metadata=["a"])]),  # type: ignore[arg-type]
+        errors.InvalidMetadata,
+        id="own-meta-list",
+    ),
+    pytest.param(_append(events=5), errors.InvalidInput, id="events-int"),
+    pytest.param(_append(events="abc"), errors.InvalidInput, id="events-str"),
+    pytest.param(_append(events={"a": Noted(1)}), errors.InvalidInput, id="events-dict"),
+    # versions
+    pytest.param(_append(expected_version=2**31 - 1), errors.StreamFull, id="version-room"),
+    # reads
+    pytest.param(lambda h, s, tx: s.read_stream(tx, "a\x00"), errors.InvalidStreamId, id="rs-nul"),
+    pytest.param(lambda h, s, tx: s.read_stream(tx, 5), errors.InvalidStreamId, id="rs-int"),
+    pytest.param(lambda h, s, tx: s.read_stream(tx, None), errors.InvalidStreamId, id="rs-none"),
+    pytest.param(lambda h, s, tx: s.read_stream(tx, "\ud800"), errors.InvalidStreamId, id="rs-sur"),
+    pytest.param(lambda h, s, tx: s.read_stream(tx, _HUGE), errors.InvalidStreamId, id="rs-10mb"),
+    pytest.param(
+        lambda h, s, tx: s.read_stream(tx, "s-1", from_version="1"),
+        errors.InvalidReadRange,
+        id="rs-from-str",
+    ),
+    pytest.param(
+        lambda h, s, tx: s.read_stream(tx, "s-1", from_version=-1),
+        errors.InvalidReadRange,
+        id="rs-from-negative",
+    ),
+    pytest.param(
+        lambda h, s, tx: s.read_stream(tx, "s-1", to_version=2**31),
+        errors.InvalidReadRange,
+        id="rs-to-overflow",
+    ),
+    pytest.param(
+        lambda h, s, tx: s.read_stream(tx, "s-1", from_version=True),
+        errors.InvalidReadRange,
+        id="rs-from-bool",
+    ),
+    pytest.param(lambda h, s, tx: s.read_all(tx, limit=-1), errors.InvalidReadRange, id="ra-neg"),
+    pytest.param(lambda h, s, tx: s.read_all(tx, limit=0), errors.InvalidReadRange, id="ra-zero"),
+    pytest.param(
+        lambda h, s, tx: s.read_all(tx, limit=10**12), errors.InvalidReadRange, id="ra-absurd"
+    ),
+    pytest.param(lambda h, s, tx: s.read_all(tx, limit="9"), errors.InvalidReadRange, id="ra-str"),
+    pytest.param(
+        lambda h, s, tx: s.read_all(tx, after="1:2"), errors.InvalidReadRange, id="ra-tok"
+    ),
+    pytest.param(
+        lambda h, s, tx: s.read_all(tx, after=Position(-1, 0)),
+        errors.InvalidReadRange,
+        id="ra-negative-xid",
+    ),
+    pytest.param(
+        lambda h, s, tx: s.read_all(tx, after=Position(0, 2**63)),
+        errors.InvalidReadRange,
+        id="ra-huge-position",
+    ),
+    pytest.param(
+        lambda h, s, tx: s.archive(tx, "s-1", archived="no"),
+        errors.InvalidInput,
+        id="archive-not-bool",
+    ),
+    pytest.param(
+        lambda h, s, tx: s.read_all(tx, types="conformance.noted"),
+        errors.InvalidReadRange,
+        id="ra-types-str",
+    ),
+    pytest.param(
+        lambda h, s, tx: s.read_all(tx, types=["a\x00"]), errors.InvalidTypeName, id="ra-types-nul"
+    ),
+    pytest.param(
+        lambda h, s, tx: s.read_all(tx, types=[5]), errors.InvalidTypeName, id="ra-types-int"
+    ),
+    pytest.param(
+        lambda h, s, tx: s.stream_info(tx, "a\x00"), errors.InvalidStreamId, id="info-nul"
+    ),
+    pytest.param(
+        lambda h, s, tx: s.archive(tx, "\ud800"), errors.InvalidStreamId, id="archive-sur"
+    ),
+]
 
 
 def _opened(n: int = 1) -> list[Event]:
@@ -522,6 +705,44 @@ class EventStoreConformance:
         with h.transaction() as tx:
             assert store.read_all(tx) == []
 
+    @pytest.mark.parametrize(("call", "error"), _HOSTILE)
+    def test_bad_input_is_refused_before_anything_is_sent(
+        self, h: StoreHarness, store: EventStore, call: Call, error: type[errors.CqrsError]
+    ) -> None:
+        """Each is a typed error, raised before the database is asked anything: the same
+        transaction goes on (PostgreSQL would refuse every later statement of a
+        transaction whose statement failed) and commits the rest of its work."""
+        self.append(h, store, "s-1", _opened())
+        with h.transaction() as tx:
+            with pytest.raises(error) as info:
+                call(h, store, tx)
+            store.append(tx, "s-1", [Noted("after")], expected_version=1)
+        assert isinstance(info.value, errors.CqrsError)
+        assert len(str(info.value)) < 2000  # a 10 MB input is not echoed back
+        assert self.versions(h, store, "s-1") == [1, 2]
+        with h.transaction() as tx:
+            assert [e.stream_id for e in store.read_all(tx)] == ["s-1", "s-1"]
+
+    def test_a_generator_of_events_is_read_once(self, h: StoreHarness, store: EventStore) -> None:
+        result = self.append(h, store, "s-1", (Noted(i) for i in range(3)))  # type: ignore[arg-type]
+        assert result.appended == 3
+        with h.transaction() as tx:
+            assert [e.event for e in store.read_stream(tx, "s-1")] == [Noted(0), Noted(1), Noted(2)]
+
+    def test_limits_come_from_settings(self, h: StoreHarness) -> None:
+        tight = Settings(max_type_length=20, max_nesting_depth=3, max_read_limit=2)
+        store = h.store(registry, tight)
+        self.append(h, store, "s-1", _opened(3), stream_type="short")
+        with pytest.raises(errors.InvalidTypeName, match="max_type_length"):
+            self.append(h, store, "s-1", _opened(), stream_type="t" * 21)
+        self.append(h, store, "s-1", [Noted([["x"]])])
+        with pytest.raises(errors.PayloadTooDeep, match="max_nesting_depth"):
+            self.append(h, store, "s-1", [Noted([[["x"]]])])
+        with h.transaction() as tx:
+            assert len(store.read_all(tx, limit=2)) == 2
+            with pytest.raises(errors.InvalidReadRange, match="max_read_limit"):
+                store.read_all(tx, limit=3)
+
     def test_rolled_back_transaction_leaves_nothing(
         self, h: StoreHarness, store: EventStoreProtocol
     ) -> None:
@@ -692,7 +913,7 @@ class EventStoreConformance:
                 read(tx)
             err = info.value
             assert (err.event_type, err.stream_id) == ("conformance.secret", "s-1")
-            assert err.position == result.position.global_position
+            assert err.position == result.position and err.version == 2
             assert isinstance(err, errors.SerializationError)
         with h.transaction() as tx:
             assert len(store.read_all(tx, types=["conformance.opened"])) == 1
@@ -711,6 +932,38 @@ class EventStoreConformance:
             assert [e.schema_version for e in new.read_stream(tx, "person-1")] == [1, 2]
             with pytest.raises(errors.SerializationError, match="newer than"):
                 old.read_stream(tx, "person-1")
+
+    def test_a_stored_value_is_never_changed_to_fit(self, h: StoreHarness) -> None:
+        writer, reader = h.store(_loose_registry), h.store(_strict_registry)
+        first = self.append(h, writer, "flag-1", [FlaggedAsText("yes", 3)])
+        bad = self.append(h, writer, "flag-1", [FlaggedAsText("no", 3.7)])
+        self.append(h, writer, "flag-1", [FlaggedAsText("maybe", 1)])
+        readers: list[Callable[[Any], object]] = [
+            lambda tx: reader.read_stream(tx, "flag-1"),
+            lambda tx: reader.read_all(tx, after=first.position),
+        ]
+        for read in readers:
+            with pytest.raises(errors.EventDecodeError) as info, h.transaction() as tx:
+                read(tx)
+            err = info.value
+            assert (err.stream_id, err.version, err.position) == ("flag-1", 2, bad.position)
+            assert err.field == "qty" and isinstance(err, errors.SerializationError)
+        with h.transaction() as tx:
+            assert [e.event for e in reader.read_all(tx, limit=1)] == [Flagged(True, 3)]
+            # stepping over it, the reader meets the next bad row: an upcaster that raised
+            with pytest.raises(errors.EventDecodeError, match="raised KeyError") as info:
+                reader.read_all(tx, after=bad.position)
+            assert info.value.version == 3 and info.value.position is not None
+            assert reader.read_all(tx, after=info.value.position) == []
+
+    def test_an_event_holding_a_wrong_type_writes_nothing(
+        self, h: StoreHarness, store: EventStoreProtocol
+    ) -> None:
+        with pytest.raises(errors.EventEncodeError) as info, h.transaction() as tx:
+            store.append(tx, "s-1", [Opened("ok"), Opened(owner=123)])  # type: ignore[arg-type]
+        assert info.value.field == "owner"
+        with h.transaction() as tx:
+            assert store.stream_info(tx, "s-1") is None
 
     def test_codec_round_trip_through_the_store(
         self, h: StoreHarness, store: EventStoreProtocol

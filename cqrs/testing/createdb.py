@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import create_engine, make_url, text
 
 from cqrs.config import normalise_url
+from cqrs.redact import mask_url
 
 
 def ensure_database(url: str) -> bool:
@@ -22,7 +23,7 @@ def ensure_database(url: str) -> bool:
     target = make_url(normalise_url(url))
     name = target.database
     if not name:
-        raise SystemExit(f"cqrs.testing.createdb: {url!r} names no database")
+        raise SystemExit(f"cqrs.testing.createdb: '{mask_url(url)}' names no database")
     admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:

@@ -35,6 +35,7 @@ from cqrs.config import Settings
 from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
+from cqrs.store import validation
 from cqrs.store.encoding import encode_batch
 from cqrs.store.event_store import StreamInfo, default_stream_type
 from cqrs.store.expected import ANY, AppendResult, Expected, StreamAppend, check_appends, holds
@@ -167,7 +168,8 @@ class InMemoryEventStore:
         """Same contract as :meth:`EventStore.append`."""
         self.check_stream_id(stream_id)
         expected = check_expected(expected_version)
-        batch = encode_batch(self.codec, self.settings, events, metadata)
+        batch = encode_batch(self.codec, self.settings, events, metadata, stream_type=stream_type)
+        validation.check_version_room(stream_id, expected, len(batch.ids))
 
         def run(tx: MemoryTransaction) -> AppendResult:
             log = tx.log
@@ -183,6 +185,8 @@ class InMemoryEventStore:
                     return done
             if not holds(expected, actual) or (info is not None and info.archived):
                 raise _refused(stream_id, expected, info)
+            if info is not None and info.version + len(batch.ids) > validation.INT32_MAX:
+                raise errors.StreamFull(stream_id, info.version, len(batch.ids))
             tx.touch(stream_id)
             if info is None:
                 info = StreamInfo(
@@ -230,7 +234,9 @@ class InMemoryEventStore:
         for item in items:
             self.check_stream_id(item.stream_id)
             check_expected(item.expected_version)
-            encode_batch(self.codec, self.settings, item.events, metadata)  # refuse bad input
+            encode_batch(  # refuse bad input before anything is written
+                self.codec, self.settings, item.events, metadata, stream_type=item.stream_type
+            )
 
         def run(tx: MemoryTransaction) -> list[AppendResult]:
             refusals: dict[str, errors.CqrsError] = {}
@@ -258,6 +264,7 @@ class InMemoryEventStore:
 
     def archive(self, executor: Any, stream_id: str, *, archived: bool = True) -> None:
         """Mark a stream archived (it takes no more events) or take the mark off."""
+        validation.check_archive(stream_id, archived, self.settings)
 
         def run(tx: MemoryTransaction) -> None:
             info = tx.log.streams.get(stream_id)
@@ -272,6 +279,7 @@ class InMemoryEventStore:
 
     def stream_info(self, executor: Any, stream_id: str) -> StreamInfo | None:
         """The stream's row, or ``None`` when it does not exist."""
+        validation.check_stream_id_to_read(stream_id, self.settings)
         return self._run(executor, lambda tx: tx.log.streams.get(stream_id))
 
     def read_stream(
@@ -283,6 +291,7 @@ class InMemoryEventStore:
         to_version: int | None = None,
     ) -> list[RecordedEvent[Event]]:
         """Same contract as :meth:`EventStore.read_stream`."""
+        validation.check_read_stream(stream_id, from_version, to_version, self.settings)
 
         def run(tx: MemoryTransaction) -> list[EventRow]:
             rows = tx.log.stream_rows.get(stream_id)
@@ -302,7 +311,8 @@ class InMemoryEventStore:
         types: Iterable[str] | None = None,
     ) -> list[RecordedEvent[Event]]:
         """Same contract as :meth:`EventStore.read_all`: committed events after ``after``."""
-        wanted = None if types is None else set(types)
+        checked = validation.check_read_all(after, limit, types, self.settings)
+        wanted = None if checked is None else set(checked)
 
         def run(tx: MemoryTransaction) -> list[EventRow]:
             found: list[EventRow] = []

@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 import attrs
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, make_url, select, text
 from sqlalchemy.orm import Session
 
 from cqrs import CommandBus
+from cqrs.cli.progress import Progress
 from cqrs.projections import Projection, ProjectionRunner, projection_status
 from cqrs.queries import QueryBus
 from cqrs.testing import database_url
@@ -58,51 +60,14 @@ from examples.shop.workload import (
 )
 
 
-class Bar:
-    """A one-line progress bar on a terminal (a plain counter when ``total`` is ``None``);
-    off a terminal, a line per quarter and one at the end."""
-
-    def __init__(self, label: str, total: int | None, out: TextIO = sys.stderr) -> None:
-        self.label, self.total, self.out = label, total, out
-        self.done = 0
-        self.tty = out.isatty()
-        self._lock = threading.Lock()
-        self._shown = -1
-        self._started = time.perf_counter()
-
-    def __call__(self, n: int) -> None:
-        with self._lock:
-            self.done += n
-            self._draw()
-
-    def _line(self) -> str:
-        rate = self.done / max(1e-9, time.perf_counter() - self._started)
-        if self.total is None:
-            return f"  {self.label}: {self.done} ({rate:,.0f}/s)"
-        filled = int(30 * min(1.0, self.done / max(1, self.total)))
-        bar = f"[{'#' * filled}{'.' * (30 - filled)}] " if self.tty else ""
-        return f"  {self.label} {bar}{self.done}/{self.total} ({rate:,.0f}/s)"
-
-    def _draw(self, force: bool = False) -> None:
-        if self.total is None:
-            if not (self.tty or force):
-                return  # off a terminal a counter prints once, at the end
-            step = self.done // 50
-        else:
-            step = int(min(1.0, self.done / max(1, self.total)) * (60 if self.tty else 4))
-        if step == self._shown and not force:
-            return
-        self._shown = step
-        self.out.write(("\r" if self.tty else "") + self._line() + ("" if self.tty else "\n"))
-        self.out.flush()
-
-    def close(self) -> None:
-        with self._lock:
-            if self.tty or self.total is None:
-                self._draw(force=True)
-            if self.tty:
-                self.out.write("\n")
-                self.out.flush()
+def where(url: str, environ: Mapping[str, str] | None = None) -> str:
+    """Where the demo's database lives, for its first line: the URL with its password
+    masked, or the embedded server's data folder."""
+    env = os.environ if environ is None else environ
+    if env.get("CQRS_DATABASE_URL"):
+        return make_url(url).render_as_string(hide_password=True)
+    folder = os.path.abspath(env.get("CQRS_PGDATA") or ".cqrs/pgdata")
+    return f"the embedded PostgreSQL 16, data in {folder} (CQRS_DATABASE_URL picks another)"
 
 
 @attrs.frozen
@@ -194,6 +159,7 @@ def run(
     started = time.perf_counter()
     url = database_url()
     print(f"shop demo: {orders} orders, {workers} workers, schema {schema!r}", file=out)
+    print(f"  database: {where(url)}", file=out)
     engine = prepare(url, schema, workers=workers)
     try:
         print("  schema: alembic upgrade heads (branches cqrs + shop) done", file=out)
@@ -276,12 +242,11 @@ def run_on(
     follow = _follow([ProjectionRunner(engine, g, poll_interval=0.2) for g in groups], stop)
     sampler = LagSampler(engine).start()
 
-    parcels = Bar("parcels", None)
-    carriers = Carriers(engine, bus, query_bus, workers=2, progress=parcels).start()
+    parcels = Progress("  parcels", unit="parcels")
+    carriers = Carriers(engine, bus, query_bus, workers=2, progress=parcels.advance).start()
     try:
-        bar = Bar("orders", len(plan.orders))
-        burst = drive(engine, bus, plan, workers=workers, progress=bar)
-        bar.close()
+        with Progress("  orders", len(plan.orders), unit="orders") as bar:
+            burst = drive(engine, bus, plan, workers=workers, progress=bar.advance)
         events_after_burst = _count(engine, "SELECT count(*) FROM events")
         caught = time.perf_counter()
         read_your_writes = _read_your_writes(engine, bus, query_bus, plan)
@@ -403,6 +368,9 @@ def _report(
     emit("== projections (12 consumers: 7 read models, 4 process managers, 1 outbox) ==")
     lags = [s.behind for s in m.samples]
     span = m.samples[-1].seconds if m.samples else 0.0
+    emit("  lag = events already committed to the log that a consumer has not applied yet;")
+    emit("  read models trail the writes, then catch up (a query that must see its own write")
+    emit("  waits for that write's position token, as read-your-writes below shows)")
     emit(f"  lag over {span:.0f}s (events the furthest-behind consumer has to read):")
     emit(f"    |{_sparkline(lags)}|")
     peak = max(m.samples, key=lambda s: s.behind, default=None)

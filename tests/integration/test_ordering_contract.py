@@ -234,7 +234,8 @@ def test_an_idempotent_command_claims_its_id_before_the_load(
 
 
 class PausingStore(EventStore):
-    """An ``EventStore`` that runs ``between`` once, right after appending to ``after``."""
+    """An ``EventStore`` that runs ``between`` once, right after appending to ``after``
+    (or, for ``append_many``, right before a call that includes ``after``)."""
 
     def __init__(self, after: str, between: Any) -> None:
         super().__init__(registry=registry)
@@ -247,9 +248,16 @@ class PausingStore(EventStore):
             between()
         return result
 
+    def append_many(self, executor: Any, appends: Any, **kw: Any) -> Any:
+        if self.between is not None and any(a.stream_id == self.after for a in appends):
+            between, self.between = self.between, None
+            between()
+        return super().append_many(executor, appends, **kw)
+
 
 def test_a_handler_touching_two_aggregates(seeded: Engine, store: EventStore) -> None:
-    """Shape (c): the unit of work appends to the first aggregate, then to ``acct-s``."""
+    """Shape (c): the unit of work writes both aggregates in one statement
+    (``append_many``); another writer commits to ``acct-s`` after the load."""
     with Session(seeded) as s, s.begin():
         store.append(s, "acct-a", [Deposited(50)], expected_version=NO_STREAM)
     paused = PausingStore("acct-a", lambda: commit_append(seeded, store, "acct-s", 1))

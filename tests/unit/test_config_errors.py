@@ -128,5 +128,5 @@ def test_error_payloads() -> None:
     assert (dup.stream_id, dup.event_ids) == ("s-1", ["id-1"])
     assert StreamArchived("s-1").stream_id == "s-1"
     unknown = UnknownEventType("t.y", "s-2", 17)
-    assert (unknown.event_type, unknown.stream_id, unknown.position) == ("t.y", "s-2", 17)
+    assert (unknown.event_type, unknown.stream_id, unknown.global_position) == ("t.y", "s-2", 17)
     assert "partitions ensure" in str(PartitionMissing("no partition for 2031-01"))

@@ -142,7 +142,8 @@ def test_decode_unknown_type_names_type_stream_and_position() -> None:
     with pytest.raises(UnknownEventType) as info:
         EventCodec(registry).decode("unit.nope", 1, {}, stream_id="order-9", position=42)
     err = info.value
-    assert (err.event_type, err.stream_id, err.position) == ("unit.nope", "order-9", 42)
+    assert (err.event_type, err.stream_id, err.global_position) == ("unit.nope", "order-9", 42)
+    assert err.position is None  # a bare global position is not a read_all token
     assert "order-9" in str(err) and "42" in str(err) and "types=" in str(err)
 
 

@@ -37,3 +37,16 @@ def test_embedded_without_pgserver_names_the_extra(call: str) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pip install 'sqlalchemy-cqrs[embedded]'" in done.stdout
+
+
+def test_import_cqrs_without_greenlet_and_the_async_query_side_names_the_extra() -> None:
+    done = _run(
+        "greenlet",
+        "import cqrs\nfrom cqrs.errors import ConfigurationError\n"
+        "for call in (lambda: cqrs.AsyncQueryBus(None),\n"
+        "             lambda: cqrs.wait_for_async(None, 'p', '1:1').send(None)):\n"
+        "    try:\n        call()\n"
+        "    except ConfigurationError as exc:\n        print(exc)\n",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("pip install 'sqlalchemy-cqrs[asyncio]'") == 2
