@@ -131,19 +131,35 @@ def test_the_package_examples_run_as_doctests() -> None:
     assert "--doctest-modules" in options["addopts"].split()
 
 
+def _first_line(lines: list[str], n: int) -> int:
+    """The ``>>>`` line of the example whose last line is ``n``."""
+    while n > 0 and lines[n].lstrip().startswith("..."):
+        n -= 1
+    return n
+
+
+def _says_why(lines: list[str], n: int) -> bool:
+    """Whether the skipped example ending at line ``n`` has a comment saying why: on
+    its own lines, or a ``>>> #`` line above it or above the skipped examples it ends."""
+    start = _first_line(lines, n)
+    example = "\n".join(lines[start : n + 1])
+    if "#" in example.replace("# doctest: +SKIP", "").split(">>>", 1)[-1]:
+        return True
+    above = lines[start - 1].strip() if start > 0 else ""
+    if above.startswith(">>> #"):
+        return True
+    before = _first_line(lines, start - 1) if start > 0 else start
+    previous = "\n".join(lines[before:start])
+    return before < start and "doctest: +SKIP" in previous and _says_why(lines, start - 1)
+
+
 def test_every_skipped_example_says_why() -> None:
     """A ``# doctest: +SKIP`` stays only where an example cannot run here; a comment
-    on the same example (``# needs a live NATS server``) says why."""
+    (``# needs a live NATS server``) says why."""
     unexplained = []
     for path in sorted((ROOT / "cqrs").rglob("*.py")):
         lines = path.read_text().splitlines()
         for n, line in enumerate(lines):
-            if "doctest: +SKIP" not in line:
-                continue
-            start = n
-            while start > 0 and lines[start].lstrip().startswith("..."):
-                start -= 1
-            example = "\n".join(lines[start : n + 1]).replace("# doctest: +SKIP", "")
-            if "#" not in example.split(">>>", 1)[-1]:
+            if "doctest: +SKIP" in line and not _says_why(lines, n):
                 unexplained.append(f"{path.relative_to(ROOT)}:{n + 1}")
     assert not unexplained, f"say why these examples are not run: {unexplained}"
