@@ -8,7 +8,8 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
 
     CqrsError                         cqrs-error
     ├── ConfigurationError            cqrs-config
-    │   └── AsyncBindError            cqrs-async-bind
+    │   ├── AsyncBindError            cqrs-async-bind
+    │   └── OfflineMigrationUnsupported cqrs-offline-sql
     ├── InvalidInput                  cqrs-input
     │   ├── InvalidStreamId           cqrs-stream-id
     │   ├── PayloadTooLarge           cqrs-payload-size
@@ -116,6 +117,23 @@ class AsyncBindError(ConfigurationError):
         self.api = api
         self.given = given
         self.instead = instead
+
+
+class OfflineMigrationUnsupported(ConfigurationError):
+    """An Alembic operation that needs the live database ran in offline (``--sql``) mode.
+
+    Raised before anything is rendered for that operation; the ``alembic`` command
+    prints it as ``FAILED: ...``.
+    """
+
+    code = "cqrs-offline-sql"
+
+    def __init__(self, operation: str, alternative: str) -> None:
+        super().__init__(
+            f"op.{operation} reads the database's catalog, so `alembic ... --sql` cannot "
+            f"render it as SQL; {alternative}"
+        )
+        self.operation = operation
 
 
 class InvalidInput(CqrsError):

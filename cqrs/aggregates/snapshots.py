@@ -14,7 +14,6 @@ aggregate is rebuilt from its events: a snapshot never yields wrong state.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from typing import Any, TypeVar
@@ -23,6 +22,7 @@ import attrs
 import cattrs
 from sqlalchemy import Connection, text
 
+from cqrs import jsontext
 from cqrs.aggregates.aggregate import Aggregate
 from cqrs.errors import SerializationError
 from cqrs.events.codec import make_converter
@@ -155,11 +155,7 @@ class SnapshotStore:
                 f"cannot snapshot {aggregate.stream_id!r} with unsaved events; save it first"
             )
         try:
-            state = json.dumps(
-                self.converter.unstructure(aggregate.snapshot_state()),
-                separators=(",", ":"),
-                allow_nan=False,
-            )
+            state = jsontext.dumps(self.converter.unstructure(aggregate.snapshot_state()))
         except (TypeError, ValueError) as exc:
             raise SerializationError(
                 f"snapshot state of {type(aggregate).__qualname__} does not serialise to JSON: "

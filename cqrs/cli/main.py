@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "cqrs.cli.embedded",
     "cqrs.cli.explain",
     "cqrs.cli.relay",
+    "cqrs.cli.alembic",
 )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from cqrs.backoff import delay as backoff_delay
 from cqrs.commands.context import CommandContext, CommandOutcome
 from cqrs.errors import (
     AppendOrderConflict,
@@ -148,8 +149,7 @@ class RetryOnConflict:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """The wait before the run after ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return (rng or random).uniform(0, ceiling)
+        return backoff_delay(attempt, self.base_delay, self.max_delay, (rng or random).uniform)
 
     def __call__(self, ctx: CommandContext, call_next: Next) -> CommandOutcome[Any]:
         for attempt in range(1, self.attempts + 1):
@@ -173,14 +173,6 @@ def _retryable_here(ctx: CommandContext, exc: ConcurrencyError) -> bool:
     if ctx.owns_transaction:
         return True
     return not isinstance(exc, AppendOrderConflict | TransactionConflict)
-
-
-def _backoff(attempt: int, base: float, ceiling: float, rng: random.Random | None = None) -> float:
-    """Full-jitter exponential back-off: a random wait up to ``min(ceiling, base * 2**(n-1))``.
-
-    (A shared helper, ``cqrs/backoff.py``, is on its way; this is the bus's own until then.)
-    """
-    return (rng or random).uniform(0, min(ceiling, base * 2 ** (attempt - 1)))
 
 
 @attrs.frozen
@@ -212,7 +204,7 @@ class RetryOnUnavailable:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """The wait before the run after ``attempt`` (1-based)."""
-        return _backoff(attempt, self.base_delay, self.max_delay, rng)
+        return backoff_delay(attempt, self.base_delay, self.max_delay, (rng or random).uniform)
 
     def __call__(self, ctx: CommandContext, call_next: Next) -> CommandOutcome[Any]:
         deadline = self.clock() + self.max_seconds

@@ -4,8 +4,10 @@ and autogenerate hooks that keep ``alembic check`` clean.
 Importing this package registers ``op.ensure_event_partitions``,
 ``op.create_event_partitions``, ``op.detach_event_partition``,
 ``op.archive_event_partition``, ``op.create_index_on_partitioned`` and
-``op.import_legacy_events``. See ``cqrs.migrations.environment`` for the two
-lines that add the branch to a service, and ``docs/guides/operations.md``.
+``op.import_legacy_events``. ``cqrs alembic init DIR`` / ``cqrs alembic wire``
+(``cqrs.migrations.wiring``) set a service's Alembic environment up;
+``cqrs.migrations.service`` shows the lines they write, and
+``docs/guides/operations.md`` the whole flow.
 
     >>> import cqrs.migrations
     >>> cqrs.migrations.include_name("events_y2026m11", "table", {})
@@ -15,7 +17,6 @@ lines that add the branch to a service, and ``docs/guides/operations.md``.
 from __future__ import annotations
 
 from cqrs.migrations import impl, render
-from cqrs.migrations.commands import check, downgrade, upgrade
 from cqrs.migrations.compare import (
     autogenerate_options,
     compare_server_default,
@@ -24,7 +25,6 @@ from cqrs.migrations.compare import (
     include_object,
     register_xid8,
 )
-from cqrs.migrations.environment import VERSIONS, migration_settings, target_metadata
 from cqrs.migrations.legacy import LegacyImportResult, import_legacy_events
 from cqrs.migrations.ops import (
     ArchiveEventPartitionOp,
@@ -34,6 +34,14 @@ from cqrs.migrations.ops import (
     EnsureEventPartitionsOp,
     ImportLegacyEventsOp,
 )
+from cqrs.migrations.service import (
+    VERSIONS,
+    configure_options,
+    migration_settings,
+    route_revisions,
+    target_metadata,
+)
+from cqrs.migrations.standalone import check, downgrade, upgrade
 
 BRANCH = "cqrs"
 """The branch label of the toolkit's revisions (``alembic upgrade cqrs@head``)."""
@@ -54,12 +62,14 @@ __all__ = [
     "check",
     "compare_server_default",
     "compare_type",
+    "configure_options",
     "downgrade",
     "import_legacy_events",
     "include_name",
     "include_object",
     "migration_settings",
     "register_xid8",
+    "route_revisions",
     "target_metadata",
     "upgrade",
 ]

@@ -1,6 +1,12 @@
-"""Internal: the Alembic environment of the toolkit's own branch, used by
-``cqrs.migrations.commands`` (``upgrade(connection)``) when a program, a test or
-a demo wants the toolkit's tables without an ``alembic.ini`` of its own."""
+"""Internal: the Alembic environment that ``cqrs.migrations.standalone`` runs the
+toolkit's ``cqrs`` branch through, for a program, a test or a demo that wants the
+toolkit's tables without an ``alembic.ini`` of its own.
+
+The file is named ``env.py`` because Alembic requires it: ``ScriptDirectory``
+runs ``<script_location>/env.py``, and ``standalone`` points ``script_location``
+at this package (whose ``versions/`` is the branch). A service's own Alembic
+environment never runs this file; it uses ``cqrs.migrations.service``.
+"""
 
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ from sqlalchemy.sql.elements import quoted_name
 
 from cqrs.config import Settings
 from cqrs.errors import LegacyImportError
+from cqrs.sqlnames import statement
 from cqrs.store import partitions
 from cqrs.store import tables as store_tables
 from cqrs.store.base import NAMING_CONVENTION
@@ -52,20 +53,22 @@ IMPORTED_TRANSACTION_ID = 1
 """Imported events carry this ``transaction_id``: they sort before anything appended
 later, in the old table's id order (``global_position`` keeps the old id)."""
 
-_COPY = f"""
-INSERT INTO {SHADOW} (global_position, transaction_id, event_id, stream_id, stream_type,
+# Templates for cqrs.sqlnames.statement: {shadow} and {source} are quoted names,
+# {imported} the IMPORTED_TRANSACTION_ID literal ("{{}}" is a literal "{}").
+_COPY = """
+INSERT INTO {shadow} (global_position, transaction_id, event_id, stream_id, stream_type,
                       version, event_type, schema_version, data, metadata, recorded_at)
-SELECT l.id, '{IMPORTED_TRANSACTION_ID}'::xid8, COALESCE(l.event_id, gen_random_uuid()),
+SELECT l.id, CAST(CAST({imported} AS text) AS xid8), COALESCE(l.event_id, gen_random_uuid()),
        l.aggregate_id::text, l.aggregate_type, l.version, l.event_type, 1,
        COALESCE(l.event_data, '{{}}'::jsonb), COALESCE(l.metadata, '{{}}'::jsonb), l.created_at
-FROM __SOURCE__ l WHERE l.id > :after AND l.id <= :upto ORDER BY l.id
+FROM {source} l WHERE l.id > :after AND l.id <= :upto ORDER BY l.id
 """
 
 _STREAMS = """
 INSERT INTO streams (stream_id, stream_type, version, created_at)
 SELECT l.aggregate_id::text, (array_agg(l.aggregate_type ORDER BY l.version DESC))[1],
        max(l.version), min(l.created_at)
-FROM __SOURCE__ l GROUP BY l.aggregate_id
+FROM {source} l GROUP BY l.aggregate_id
 """
 
 
@@ -117,10 +120,6 @@ def import_legacy_events(
         return _finish(conn, source, keep_source_as, settings, today)
 
 
-def _quote(conn: Connection, name: str) -> str:
-    return conn.dialect.identifier_preparer.quote(name)
-
-
 def _exists(conn: Connection, name: str) -> str | None:
     """The relkind of ``name`` in the current schema, or ``None``."""
     return conn.execute(
@@ -163,11 +162,12 @@ def _validate(conn: Connection, source: str, keep_source_as: str) -> None:
     missing = [c for c in COLUMNS if c not in found]
     if missing:
         raise LegacyImportError(f"{source!r} lacks the columns {missing}; rename or add them")
-    q = _quote(conn, source)
     nulls = conn.execute(
-        text(
-            f"SELECT count(*) FROM {q} WHERE aggregate_id IS NULL OR version IS NULL "
-            "OR created_at IS NULL OR aggregate_type IS NULL OR event_type IS NULL"
+        statement(
+            conn,
+            "SELECT count(*) FROM {source} WHERE aggregate_id IS NULL OR version IS NULL "
+            "OR created_at IS NULL OR aggregate_type IS NULL OR event_type IS NULL",
+            source=source,
         )
     ).scalar_one()
     if nulls:
@@ -176,9 +176,11 @@ def _validate(conn: Connection, source: str, keep_source_as: str) -> None:
             "version or created_at; fill them in first"
         )
     dupes = conn.execute(
-        text(
-            f"SELECT aggregate_id::text, version FROM {q} GROUP BY aggregate_id, version "
-            "HAVING count(*) > 1 ORDER BY 1, 2 LIMIT 5"
+        statement(
+            conn,
+            "SELECT aggregate_id::text, version FROM {source} GROUP BY aggregate_id, version "
+            "HAVING count(*) > 1 ORDER BY 1, 2 LIMIT 5",
+            source=source,
         )
     ).all()
     if dupes:
@@ -232,10 +234,12 @@ def _partitions(conn: Connection, source: str, settings: Settings, today: date |
     if settings.partitioning == "hash":
         return partitions.ensure_hash(conn, settings.hash_partitions, parent=SHADOW)
     first, last, now = conn.execute(
-        text(
+        statement(
+            conn,
             "SELECT (min(created_at) AT TIME ZONE 'UTC')::date, "
             "(max(created_at) AT TIME ZONE 'UTC')::date, (now() AT TIME ZONE 'UTC')::date "
-            f"FROM {_quote(conn, source)}"
+            "FROM {source}",
+            source=source,
         )
     ).one()
     now = today or now
@@ -247,18 +251,17 @@ def _partitions(conn: Connection, source: str, settings: Settings, today: date |
 
 def _copy(conn: Connection, source: str, batch_size: int, batches: int | None = None) -> int:
     """Copy rows not yet in the shadow, ``batches`` batches at most; answer how many."""
-    sql = text(_COPY.replace("__SOURCE__", _quote(conn, source)))
+    sql = statement(conn, _COPY, shadow=SHADOW, source=source, imported=IMPORTED_TRANSACTION_ID)
+    last = statement(conn, "SELECT COALESCE(max(global_position), 0) FROM {shadow}", shadow=SHADOW)
+    ahead = statement(
+        conn,
+        "SELECT max(id) FROM (SELECT id FROM {source} WHERE id > :a ORDER BY id LIMIT :n) b",
+        source=source,
+    )
     copied = 0
     while batches is None or batches > 0:
-        after = conn.execute(text(f"SELECT COALESCE(max(global_position), 0) FROM {SHADOW}"))
-        start = after.scalar_one()
-        upto = conn.execute(
-            text(
-                f"SELECT max(id) FROM (SELECT id FROM {_quote(conn, source)} WHERE id > :a "
-                "ORDER BY id LIMIT :n) b"
-            ),
-            {"a": start, "n": batch_size},
-        ).scalar_one()
+        start = conn.execute(last).scalar_one()
+        upto = conn.execute(ahead, {"a": start, "n": batch_size}).scalar_one()
         if upto is None:
             break
         copied += conn.execute(sql, {"after": start, "upto": upto}).rowcount
@@ -282,25 +285,34 @@ def _shadow_indexes(conn: Connection) -> list[str]:
 def _finish(
     conn: Connection, source: str, keep: str, settings: Settings, today: date | None
 ) -> LegacyImportResult:
-    q = _quote(conn, source)
-    conn.execute(text(f"LOCK TABLE {q} IN SHARE ROW EXCLUSIVE MODE"))
+    conn.execute(statement(conn, "LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE", source=source))
     _validate(conn, source, keep)
     made = _partitions(conn, source, settings, today)
     _copy(conn, source, batch_size=1_000_000)
-    legacy = conn.execute(text(f"SELECT count(*) FROM {q}")).scalar_one()
-    imported = conn.execute(text(f"SELECT count(*) FROM {SHADOW}")).scalar_one()
+    count = "SELECT count(*) FROM {table}"
+    legacy = conn.execute(statement(conn, count, table=source)).scalar_one()
+    imported = conn.execute(statement(conn, count, table=SHADOW)).scalar_one()
     if legacy != imported:
         raise LegacyImportError(
             f"{source!r} holds {legacy} rows but {imported} were copied (were rows deleted or "
             "renumbered during the import?); nothing was swapped, run the import again"
         )
-    streams = conn.execute(text(_STREAMS.replace("__SOURCE__", q))).rowcount
-    conn.execute(text(f"ALTER TABLE {q} RENAME TO {_quote(conn, keep)}"))
-    conn.execute(text(f"ALTER TABLE {SHADOW} RENAME TO {store_tables.events.name}"))
-    conn.execute(text(f"ALTER TABLE events RENAME CONSTRAINT pk_{SHADOW} TO pk_events"))
+    streams = conn.execute(statement(conn, _STREAMS, source=source)).rowcount
+    rename = "ALTER TABLE {old} RENAME TO {new}"
+    conn.execute(statement(conn, rename, old=source, new=keep))
+    conn.execute(statement(conn, rename, old=SHADOW, new=store_tables.events.name))
+    conn.execute(
+        statement(
+            conn,
+            "ALTER TABLE {events} RENAME CONSTRAINT {old} TO {new}",
+            events=store_tables.events.name,
+            old=f"pk_{SHADOW}",
+            new="pk_events",
+        )
+    )
     for index in _shadow_indexes(conn):  # the shadow's own, not today's metadata's
-        renamed = _quote(conn, index.removesuffix("_shadow"))
-        conn.execute(text(f"ALTER INDEX {_quote(conn, index)} RENAME TO {renamed}"))
+        renamed = index.removesuffix("_shadow")
+        conn.execute(statement(conn, "ALTER INDEX {old} RENAME TO {new}", old=index, new=renamed))
     conn.execute(
         text(
             "SELECT setval('events_global_position_seq', "

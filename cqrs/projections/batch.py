@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 from sqlalchemy import Connection, Table
 
+from cqrs.errortext import clip, describe
 from cqrs.events.model import START, Position
 from cqrs.projections import sql
 from cqrs.projections.declarative import Projection
@@ -74,14 +75,10 @@ def park(conn: Connection, target: Target, row: EventRow, error: str, attempts: 
         {
             "p": target.checkpoint_name, "s": target.shard, "sid": row.stream_id,
             "eid": row.event_id, "xid": row.xid, "pos": row.global_position,
-            "version": row.version, "etype": row.event_type, "err": error[:4000],
+            "version": row.version, "etype": row.event_type, "err": clip(error),
             "attempts": attempts,
         },
     )  # fmt: skip
-
-
-def describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def run_batch(

@@ -23,9 +23,9 @@ from sqlalchemy import Connection, Engine, text
 
 from cqrs.binds import require_sync
 from cqrs.errors import ProjectionError
+from cqrs.errortext import clip, describe
 from cqrs.events.model import Position
 from cqrs.projections import sql
-from cqrs.projections.batch import describe
 from cqrs.projections.declarative import Projection
 from cqrs.store.event_store import EventStore
 
@@ -156,7 +156,7 @@ def _retry_stream(
     assert failed is not None
     letter_id, exc = failed
     with conn.begin():
-        conn.execute(RECORD_FAILURE, {"id": letter_id, "err": describe(exc)[:4000]})
+        conn.execute(RECORD_FAILURE, {"id": letter_id, "err": clip(describe(exc))})
     raise ProjectionError(
         f"retrying stream {stream_id!r} of projection {name!r} failed again at dead letter "
         f"{letter_id}: {describe(exc)}; fix the handler and retry, or skip that entry"

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cqrs.config import DEFAULT_NOTIFY_CHANNEL, check_notify_channel
 from cqrs.redact import mask_url, printable
+from cqrs.sqlnames import render
 
 DEFAULT_CHANNEL = DEFAULT_NOTIFY_CHANNEL
 
@@ -134,8 +135,7 @@ class Listener:
         raw.detach()  # the pool forgets it: it stays LISTENing until close()
         self._driver = driver
         self._driver.autocommit = True
-        quoted = engine.dialect.identifier_preparer.quote(channel)
-        self._driver.execute(f"LISTEN {quoted}")
+        self._driver.execute(render(engine, "LISTEN {channel}", channel=channel))
 
     def wait(self, timeout: float) -> bool:
         """``True`` when a notification came within ``timeout`` seconds."""

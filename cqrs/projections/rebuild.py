@@ -30,6 +30,7 @@ from cqrs.events.model import Position
 from cqrs.projections import sql
 from cqrs.projections.batch import Target, batch_body, next_scan, run_batch
 from cqrs.projections.declarative import REBUILD_SUFFIX, Projection
+from cqrs.sqlnames import statement
 from cqrs.store.event_store import EventStore
 
 SUFFIX = "__rebuild"
@@ -46,6 +47,7 @@ MOVE_PARKED = text(
 )
 FORGET = text("DELETE FROM checkpoints WHERE projection = :p")
 FORGET_PARKED = text("DELETE FROM dead_letters WHERE projection = :p")
+_RENAME_TABLE = "ALTER TABLE {old} RENAME TO {new}"
 
 
 @attrs.frozen
@@ -56,10 +58,6 @@ class RebuildResult:
     events: int
     checkpoint: Position
     tables: tuple[str, ...]
-
-
-def _quote(conn: Connection, name: str) -> str:
-    return conn.dialect.identifier_preparer.quote(name)
 
 
 def side_name(name: str, suffix: str) -> str:
@@ -102,11 +100,13 @@ def rebuild(
         conn.execute(FORGET, {"p": temp})
         conn.execute(FORGET_PARKED, {"p": temp})
         for table, shadow in shadows.items():
-            conn.execute(text(f"DROP TABLE IF EXISTS {_quote(conn, shadow.name)}"))
+            conn.execute(statement(conn, "DROP TABLE IF EXISTS {shadow}", shadow=shadow.name))
             conn.execute(
-                text(
-                    f"CREATE TABLE {_quote(conn, shadow.name)} "
-                    f"(LIKE {_quote(conn, table.name)} INCLUDING ALL)"
+                statement(
+                    conn,
+                    "CREATE TABLE {shadow} (LIKE {table} INCLUDING ALL)",
+                    shadow=shadow.name,
+                    table=table.name,
                 )
             )
         total = int(conn.execute(COUNT_EVENTS).scalar_one())
@@ -154,11 +154,9 @@ def _swap(
     for table, shadow in shadows.items():
         old = side_name(table.name, OLD_SUFFIX)
         names = {r[0]: r[1] for r in conn.execute(INDEXES, {"t": table.name})}
-        conn.execute(text(f"ALTER TABLE {_quote(conn, table.name)} RENAME TO {_quote(conn, old)}"))
-        conn.execute(
-            text(f"ALTER TABLE {_quote(conn, shadow.name)} RENAME TO {_quote(conn, table.name)}")
-        )
-        conn.execute(text(f"DROP TABLE {_quote(conn, old)}"))
+        conn.execute(statement(conn, _RENAME_TABLE, old=table.name, new=old))
+        conn.execute(statement(conn, _RENAME_TABLE, old=shadow.name, new=table.name))
+        conn.execute(statement(conn, "DROP TABLE {old}", old=old))
         _rename_indexes(conn, table.name, names)
     checkpoint = _checkpoint(conn, target.checkpoint_name)
     conn.execute(FORGET_PARKED, {"p": projection.name})
@@ -185,4 +183,4 @@ def _rename_indexes(conn: Connection, table: str, old: dict[str, str]) -> None:
     for name, definition in conn.execute(INDEXES, {"t": table}).all():
         wanted = by_shape.get(shape(definition))
         if wanted and wanted != name:
-            conn.execute(text(f"ALTER INDEX {_quote(conn, name)} RENAME TO {_quote(conn, wanted)}"))
+            conn.execute(statement(conn, "ALTER INDEX {old} RENAME TO {new}", old=name, new=wanted))

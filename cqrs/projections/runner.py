@@ -26,16 +26,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from cqrs.backoff import delay as backoff_delay
 from cqrs.binds import require_sync
 from cqrs.config import Settings, check_notify_channel
 from cqrs.errors import DatabaseUnavailable, ProjectionError, ReadModelTimeout
+from cqrs.errortext import clip, describe
 from cqrs.events.model import START, Position
 from cqrs.projections import sql
 from cqrs.projections.batch import (
     CheckpointMoved,
     Outcome,
     Target,
-    describe,
     next_scan,
     run_batch,
 )
@@ -179,10 +180,9 @@ class ProjectionRunner:
                 self._record_error(target, exc)
                 log.warning("projection %s shard %s failed: %s", target.checkpoint_name,
                             target.shard, describe(exc))  # fmt: skip
-                if attempt <= policy.retries:
-                    delay = min(policy.backoff * 2 ** (attempt - 1), policy.max_backoff)
-                    if self.stop.wait(delay):
-                        return Outcome(locked=False)
+                wait = backoff_delay(attempt, policy.backoff, policy.max_backoff)
+                if attempt <= policy.retries and self.stop.wait(wait):
+                    return Outcome(locked=False)
 
     def _record_error(self, target: Target, exc: BaseException) -> None:
         try:
@@ -190,7 +190,7 @@ class ProjectionRunner:
             with conn.begin():
                 conn.execute(
                     sql.SET_ERROR,
-                    {"p": target.checkpoint_name, "s": target.shard, "err": describe(exc)[:4000]},
+                    {"p": target.checkpoint_name, "s": target.shard, "err": clip(describe(exc))},
                 )
         except Exception:
             log.debug("could not record the error", exc_info=True)
@@ -292,13 +292,13 @@ class ProjectionRunner:
         """Follow the log until ``stop`` is set; the batch in flight always finishes."""
         if stop is not None:
             self.stop = stop
-        backoff = 0.1
+        failures = 0
         try:
             while not self.stop.is_set():
                 try:
                     self.upkeep()
                     self.step()
-                    backoff = 0.1
+                    failures = 0
                 except Exception as exc:
                     if is_transient(exc):
                         self._reconnects += 1
@@ -309,8 +309,8 @@ class ProjectionRunner:
                         # schema. Keep the process up, say so, and try again later.
                         log.exception("projection runner step failed; retrying")
                     self._drop_connection()
-                    self.stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    failures += 1
+                    self.stop.wait(backoff_delay(failures, 0.1, 5.0))
                     continue
                 # Every shard came back short of a full batch: nothing more is readable
                 # now. Sleep until the hint (already queued if a commit came meanwhile)

@@ -5,7 +5,8 @@ Handlers do not talk to the database row by row: they queue ``Write`` values
 *consecutive* writes of the same shape into one statement:
 
 * upserts become one ``INSERT ... SELECT FROM jsonb_to_recordset(:rows)
-  ON CONFLICT (pk) DO UPDATE`` per run; when a key repeats inside a run only
+  ON CONFLICT (pk) DO UPDATE`` per run (``postgresql.insert().from_select()``
+  with ``on_conflict_do_update``); when a key repeats inside a run only
   its last write is kept: upserts of one shape set the same columns, so the
   last one decides the row exactly as applying each in turn would;
 * deletes become one ``DELETE ... USING jsonb_to_recordset(:rows)``;
@@ -18,15 +19,35 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
-import json
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
-from sqlalchemy import Column, Connection, Table, TextClause, and_, bindparam, text, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Executable,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    column,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.sql.visitors import replacement_traverse
+
+from cqrs import jsontext
 
 Kind = Literal["upsert", "update", "delete"]
 
@@ -60,6 +81,9 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     raise TypeError(f"cannot pass {type(value).__name__} to a read-model column")
+
+
+_to_json = jsontext.encoder(default=_json_default)
 
 
 def retarget(expression: Any, original: Table, table: Table) -> Any:
@@ -140,17 +164,12 @@ class BatchWriter:
         first = chunk[0]
         if first.kind == "upsert":
             rows = [dict(w.values) for w in chunk]
-            statement, defaults = _upsert_sql(self.connection, table, tuple(first.values))
-            payload = json.dumps(rows, default=_json_default)
-            self.connection.execute(statement, {"rows": payload, **defaults})
-            self.statements += 1
-            return
+            statement = _upsert_statement(table, tuple(first.values))
         else:
             pk = [c.name for c in table.primary_key.columns]
             rows = [dict(zip(pk, w.key, strict=True)) for w in chunk]
-            statement = _delete_sql(self.connection, table)
-        payload = json.dumps(rows, default=_json_default)
-        self.connection.execute(statement, {"rows": payload})
+            statement = _delete_statement(table)
+        self.connection.execute(statement, {"rows": _to_json(rows)})
         self.statements += 1
 
     def _update(self, table: Table, run: Sequence[Write]) -> None:
@@ -176,48 +195,38 @@ class BatchWriter:
         self.statements += 1
 
 
-_cache: dict[tuple[Any, ...], Any] = {}
+STATEMENT_CACHE_SIZE = 512
+"""Upsert and delete statements kept built, least recently used dropped first: a
+rebuild's shadow tables are new ``Table`` objects each time, so a plain dict grew
+with every rebuild. SQLAlchemy compiles each statement once per engine (its own
+bounded compiled cache) and reuses it while the statement object is kept here."""
 
 
-def _quote(connection: Connection, name: str) -> str:
-    return connection.dialect.identifier_preparer.quote(name)
-
-
-def _table_name(connection: Connection, table: Table) -> str:
-    return connection.dialect.identifier_preparer.format_table(table)
-
-
-def _record_type(connection: Connection, columns: Sequence[Column[Any]]) -> str:
-    return ", ".join(
-        f"{_quote(connection, c.name)} {c.type.compile(dialect=connection.dialect)}"
-        for c in columns
-    )
+def _rows_source(columns: Sequence[Column[Any]]) -> TableValuedAlias:
+    """``jsonb_to_recordset(CAST(:rows AS JSONB)) AS r(<column> <type>, ...)``."""
+    rows = cast(bindparam("rows", type_=Text()), JSONB)
+    typed = [column(c.name, c.type) for c in columns]
+    return func.jsonb_to_recordset(rows).table_valued(*typed).render_derived("r", with_types=True)
 
 
 def _scalar_defaults(table: Table, names: tuple[str, ...]) -> dict[str, Any]:
     """Python-side scalar ``default=`` values of the columns an upsert does not set."""
     found: dict[str, Any] = {}
-    for column in table.c:
-        default = column.default
-        if column.name in names or default is None or not getattr(default, "is_scalar", False):
+    for c in table.c:
+        default = c.default
+        if c.name in names or default is None or not getattr(default, "is_scalar", False):
             continue
-        found[column.name] = getattr(default, "arg", None)
+        found[c.name] = getattr(default, "arg", None)
     return found
 
 
-def _upsert_sql(
-    connection: Connection, table: Table, names: tuple[str, ...]
-) -> tuple[TextClause, dict[str, Any]]:
-    """The upsert statement for a run, and the bind values of its column defaults.
+@functools.lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _upsert_statement(table: Table, names: tuple[str, ...]) -> Executable:
+    """The upsert of a run setting ``names``: ``INSERT ... SELECT ... ON CONFLICT``.
 
     Columns the mapping leaves out get their Python-side scalar ``default=`` on
     insert (server defaults apply by themselves) and keep their value on update.
     """
-    key = ("upsert", table, names)
-    if key in _cache:
-        cached: tuple[TextClause, dict[str, Any]] = _cache[key]
-        return cached
-    columns = [table.c[name] for name in names]
     pk = [c.name for c in table.primary_key.columns]
     missing = [name for name in pk if name not in names]
     if missing:
@@ -227,41 +236,29 @@ def _upsert_sql(
             f"upsert into {table.name!r} gives no value for primary key column(s) {missing}; "
             "map every primary key column in .upsert(...)"
         )
-    q = [_quote(connection, n) for n in names]
-    rest = [_quote(connection, n) for n in names if n not in pk]
-    action = (
-        "DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in rest) if rest else "DO NOTHING"
-    )
+    rows = _rows_source([table.c[name] for name in names])
     defaults = _scalar_defaults(table, names)
-    binds = {f"d_{i}": value for i, value in enumerate(defaults.values())}
-    insert_cols = q + [_quote(connection, n) for n in defaults]
-    select_list = ["r." + c for c in q] + [f":{b}" for b in binds]
-    sql = (
-        f"INSERT INTO {_table_name(connection, table)} ({', '.join(insert_cols)}) "
-        f"SELECT {', '.join(select_list)} "
-        f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_record_type(connection, columns)}) "
-        f"ON CONFLICT ({', '.join(_quote(connection, n) for n in pk)}) {action}"
+    values = [rows.c[name] for name in names]
+    values += [literal(value, table.c[name].type) for name, value in defaults.items()]
+    insert = postgresql.insert(table).from_select(
+        [*names, *defaults], select(*values), include_defaults=False
     )
-    statement = text(sql).bindparams(
-        *(bindparam(b, type_=table.c[n].type) for b, n in zip(binds, defaults, strict=True))
+    rest = [name for name in names if name not in pk]
+    if not rest:
+        return insert.on_conflict_do_nothing(index_elements=pk)
+    return insert.on_conflict_do_update(
+        index_elements=pk, set_={name: insert.excluded[name] for name in rest}
     )
-    _cache[key] = (statement, binds)
-    return statement, binds
 
 
-def _delete_sql(connection: Connection, table: Table) -> TextClause:
-    key = ("delete", table)
-    if key in _cache:
-        found: TextClause = _cache[key]
-        return found
+@functools.lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _delete_statement(table: Table) -> Executable:
+    """``DELETE FROM table USING jsonb_to_recordset(...) r WHERE pk = r.pk``."""
     pk = list(table.primary_key.columns)
-    name = _table_name(connection, table)
-    where = " AND ".join(
-        f"{name}.{_quote(connection, c.name)} = r.{_quote(connection, c.name)}" for c in pk
-    )
-    sql = (
-        f"DELETE FROM {name} USING jsonb_to_recordset(CAST(:rows AS jsonb)) "
-        f"AS r({_record_type(connection, pk)}) WHERE {where}"
-    )
-    _cache[key] = statement = text(sql)
-    return statement
+    rows = _rows_source(pk)
+    return delete(table).where(and_(*(c == rows.c[c.name] for c in pk)))
+
+
+def cache_size() -> int:
+    """How many built statements are kept (at most twice ``STATEMENT_CACHE_SIZE``)."""
+    return _upsert_statement.cache_info().currsize + _delete_statement.cache_info().currsize

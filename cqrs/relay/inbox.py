@@ -51,9 +51,10 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy.orm import Session
 
+from cqrs.backoff import delay as backoff_delay
 from cqrs.commands.bus import CommandBus
 from cqrs.errors import BrokerError, InboxError
-from cqrs.projections.batch import describe
+from cqrs.errortext import clip, describe
 from cqrs.projections.runner import is_transient
 from cqrs.relay import connection
 from cqrs.relay import messages as h
@@ -65,6 +66,8 @@ log = logging.getLogger("cqrs.relay.inbox")
 ERROR = "Cqrs-Error"
 ORIGINAL_SUBJECT = "Cqrs-Original-Subject"
 INBOX = "Cqrs-Inbox"
+HEADER_LIMIT = 2000
+"""Characters of error text the dead-letter header keeps (one line)."""
 
 
 @attrs.frozen
@@ -76,7 +79,7 @@ class RetryPolicy:
     max_backoff: float = 10.0
 
     def delay(self, failures: int) -> float:
-        return float(min(self.backoff * 2 ** max(failures - 1, 0), self.max_backoff))
+        return backoff_delay(failures, self.backoff, self.max_backoff)
 
 
 @attrs.frozen
@@ -293,7 +296,7 @@ class Inbox:
     def _broker_failed(self, exc: BrokerError) -> None:
         self._failures += 1
         self.last_error = describe(exc)
-        delay = min(0.1 * 2 ** (self._failures - 1), 30.0)
+        delay = backoff_delay(self._failures, 0.1, 30.0)
         log.warning("inbox %s: %s (retry in %.1fs)", self.name, exc, delay)
         self.stop.wait(delay)
 
@@ -414,7 +417,7 @@ class Inbox:
         # JetStream's own headers (expected stream, ...) would refuse the republish
         headers = {k: v for k, v in (msg.headers or {}).items()
                    if not k.startswith("Nats-") or k == h.MSG_ID}  # fmt: skip
-        headers[ERROR] = error.replace("\r", " ").replace("\n", " ")[:2000]
+        headers[ERROR] = clip(error.replace("\r", " ").replace("\n", " "), HEADER_LIMIT)
         headers[ORIGINAL_SUBJECT] = msg.subject
         headers[INBOX] = self.name
         js, nc = self._js, self._nc

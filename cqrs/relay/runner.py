@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from cqrs.backoff import delay as backoff_delay
 from cqrs.errors import BrokerError, ReadModelTimeout, RelayError
 from cqrs.events.model import Position
 from cqrs.projections import sql
@@ -124,7 +125,7 @@ class RelayRunner(ProjectionRunner):
     def _broker_failed(self, target: Target, error: BrokerError) -> None:
         self.failures += 1
         self.last_broker_error = error
-        delay = min(0.1 * 2 ** (self.failures - 1), self.max_backoff)
+        delay = backoff_delay(self.failures, 0.1, self.max_backoff)
         log.warning("relay %s shard %s: %s (retry in %.1fs)", target.checkpoint_name,
                     target.shard, error, delay)  # fmt: skip
         try:  # the batch that would have made the checkpoint row was rolled back

@@ -27,14 +27,16 @@ from cqrs.errors import StreamVersionsInconsistent
 # The rows read_stream reads (the same partition pruning), so the verdict is
 # about the events a writer loads. The summary is one index range of the stream;
 # the detail runs only for a stream found inconsistent.
-_ROWS = (
+SUMMARY = text(
+    "SELECT count(*), count(DISTINCT version), min(version), max(version) "
     "FROM events WHERE stream_id = :sid "
     "AND recorded_at >= (SELECT created_at - interval '1 hour' FROM streams "
     "                    WHERE stream_id = :sid)"
 )
-SUMMARY = text(f"SELECT count(*), count(DISTINCT version), min(version), max(version) {_ROWS}")
 DETAIL = text(
-    f"WITH v AS (SELECT version, count(*) AS n {_ROWS} GROUP BY version) "
+    "WITH v AS (SELECT version, count(*) AS n FROM events WHERE stream_id = :sid "
+    "AND recorded_at >= (SELECT created_at - interval '1 hour' FROM streams "
+    "                    WHERE stream_id = :sid) GROUP BY version) "
     "SELECT ARRAY(SELECT version FROM v WHERE n > 1 ORDER BY 1 LIMIT 1000), "
     "ARRAY(SELECT g FROM generate_series(CAST(:low AS int), CAST(:version AS int)) g "
     "      WHERE NOT EXISTS (SELECT 1 FROM v WHERE v.version = g) ORDER BY 1 LIMIT 1000), "

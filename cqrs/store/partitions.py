@@ -21,15 +21,17 @@ from __future__ import annotations
 import gzip
 import os
 import re
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
+from sqlalchemy.schema import CreateSchema
 
 from cqrs.config import Settings
 from cqrs.errors import InvalidInput, PartitionInUse
+from cqrs.sqlnames import quote, render, statement
 
 PARENT = "events"
 ARCHIVE_SCHEMA = "cqrs_archive"
@@ -66,9 +68,23 @@ def list_partitions(connection: Connection, parent: str = PARENT) -> list[Partit
             "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = to_regclass(:parent) ORDER BY c.relname"
         ),
-        {"parent": parent},
+        {"parent": quote(connection, parent)},
     )
     return [PartitionInfo(name, bounds) for name, bounds in rows]
+
+
+def _require_parent(connection: Connection, parent: str, strategy: str) -> None:
+    """Refuse a ``parent`` that is not a table partitioned by ``strategy`` here."""
+    found = connection.execute(
+        text("SELECT partstrat FROM pg_partitioned_table WHERE partrelid = to_regclass(:p)"),
+        {"p": quote(connection, parent)},
+    ).scalar_one_or_none()
+    if found != strategy:
+        kind = {"r": "range", "h": "hash"}[strategy]
+        raise InvalidInput(
+            f"{parent!r} is not a {kind}-partitioned table on the search path; pass the "
+            "name of the partitioned events table (the default, 'events', is the toolkit's)"
+        )
 
 
 def partition_strategy(connection: Connection) -> str | None:
@@ -80,28 +96,57 @@ def partition_strategy(connection: Connection) -> str | None:
     return {"r": "range", "h": "hash"}.get(strategy or "")
 
 
+_MONTH_BOUND = "ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ({lo}) TO ({hi})"
+_MONTH_CHECK = (
+    "ALTER TABLE {name} ADD CONSTRAINT {constraint} "
+    "CHECK (recorded_at IS NOT NULL AND recorded_at >= {lo} AND recorded_at < {hi})"
+)
+_HASH_BOUND = (
+    "ALTER TABLE {parent} ATTACH PARTITION {name} "
+    "FOR VALUES WITH (MODULUS {modulus}, REMAINDER {remainder})"
+)
+
+
 def _attach(
-    connection: Connection, name: str, bound: str, check: str | None, parent: str = PARENT
+    connection: Connection,
+    name: str,
+    bound: str,
+    check: str | None,
+    parent: str,
+    **bounds: int | datetime,
 ) -> None:
+    """Create ``name`` like ``parent`` and attach it; ``bound``/``check`` are templates."""
+    names = {"name": name, "parent": parent, "constraint": f"{name}_bound"}
     connection.execute(
-        text(
-            f'CREATE TABLE IF NOT EXISTS "{name}" '
-            f'(LIKE "{parent}" INCLUDING DEFAULTS INCLUDING CONSTRAINTS)'
+        statement(
+            connection,
+            "CREATE TABLE IF NOT EXISTS {name} (LIKE {parent} INCLUDING DEFAULTS "
+            "INCLUDING CONSTRAINTS)",
+            **names,
         )
     )
     if check is not None:  # lets ATTACH skip its validation scan
-        connection.execute(
-            text(f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_bound" CHECK ({check})')
-        )
-    connection.execute(text(f'ALTER TABLE "{parent}" ATTACH PARTITION "{name}" {bound}'))
+        connection.execute(statement(connection, check, **names, **bounds))
+    connection.execute(statement(connection, bound, **names, **bounds))
     if check is not None:
-        connection.execute(text(f'ALTER TABLE "{name}" DROP CONSTRAINT "{name}_bound"'))
+        connection.execute(
+            statement(connection, "ALTER TABLE {name} DROP CONSTRAINT {constraint}", **names)
+        )
 
 
 def ensure_months(
     connection: Connection, first: date, count: int, *, parent: str = PARENT
 ) -> list[str]:
-    """Create the monthly partitions for ``count`` months from ``first``; return the new ones."""
+    """Create the monthly partitions for ``count`` months from ``first``; return the new ones.
+
+    ``parent`` is a table name (quoted, never spliced into the SQL); one that is not a
+    range-partitioned table on the search path raises :class:`~cqrs.errors.InvalidInput`
+    before anything is created.
+
+    >>> ensure_months(conn, date(2026, 11, 1), 2)  # doctest: +SKIP
+    ['events_y2026m11', 'events_y2026m12']
+    """
+    _require_parent(connection, parent, "r")
     existing = {p.name for p in list_partitions(connection, parent)}
     created = []
     for i in range(count):
@@ -110,27 +155,25 @@ def ensure_months(
         name = month_partition_name(start)
         if name in existing:
             continue
-        lo, hi = f"'{start.isoformat()} 00:00:00+00'", f"'{end.isoformat()} 00:00:00+00'"
-        _attach(
-            connection,
-            name,
-            f"FOR VALUES FROM ({lo}) TO ({hi})",
-            f"recorded_at IS NOT NULL AND recorded_at >= {lo} AND recorded_at < {hi}",
-            parent,
-        )
+        lo, hi = (datetime.combine(d, time(), tzinfo=UTC) for d in (start, end))
+        _attach(connection, name, _MONTH_BOUND, _MONTH_CHECK, parent, lo=lo, hi=hi)
         created.append(name)
     return created
 
 
 def ensure_hash(connection: Connection, modulus: int, *, parent: str = PARENT) -> list[str]:
-    """Create any of the ``modulus`` hash partitions that are missing."""
+    """Create any of the ``modulus`` hash partitions that are missing.
+
+    ``parent`` as for :func:`ensure_months`, but hash-partitioned.
+    """
+    _require_parent(connection, parent, "h")
     existing = {p.name for p in list_partitions(connection, parent)}
     created = []
     for remainder in range(modulus):
         name = hash_partition_name(remainder, modulus)
         if name not in existing:
-            bound = f"FOR VALUES WITH (MODULUS {modulus}, REMAINDER {remainder})"
-            _attach(connection, name, bound, None, parent)
+            bounds = {"modulus": modulus, "remainder": remainder}
+            _attach(connection, name, _HASH_BOUND, None, parent, **bounds)
             created.append(name)
     return created
 
@@ -176,10 +219,6 @@ class PartitionStats:
     exact: bool
 
 
-def _quote(connection: Connection, name: str) -> str:
-    return connection.dialect.identifier_preparer.quote(name)
-
-
 def partition_stats(connection: Connection, *, exact: bool = False) -> list[PartitionStats]:
     """Attached partitions of ``events`` and detached ones (toolkit names), with sizes.
 
@@ -199,7 +238,7 @@ def partition_stats(connection: Connection, *, exact: bool = False) -> list[Part
     result = []
     for name, bounds, attached, estimate, size in rows:
         if exact:
-            count = connection.execute(text(f"SELECT count(*) FROM {_quote(connection, name)}"))
+            count = connection.execute(_count(connection, name))
             estimate = count.scalar_one()
         result.append(
             PartitionStats(
@@ -236,10 +275,12 @@ def _require(connection: Connection, name: str, *, attached: bool | None) -> boo
 def live_streams_in(connection: Connection, name: str, limit: int = 5) -> list[str]:
     """Up to ``limit`` stream ids with events in partition ``name`` that are not archived."""
     rows = connection.execute(
-        text(
-            f"SELECT DISTINCT p.stream_id FROM {_quote(connection, name)} p "
+        statement(
+            connection,
+            "SELECT DISTINCT p.stream_id FROM {name} p "
             "JOIN streams s ON s.stream_id = p.stream_id "
-            "WHERE NOT s.archived ORDER BY p.stream_id LIMIT :n"
+            "WHERE NOT s.archived ORDER BY p.stream_id LIMIT :n",
+            name=name,
         ),
         {"n": limit},
     )
@@ -303,10 +344,19 @@ def detach(
         ),
         {"name": name, "parent": PARENT},
     ).scalar_one()
-    mode = " FINALIZE" if pending else (" CONCURRENTLY" if concurrently else "")
-    connection.execute(
-        text(f"ALTER TABLE {PARENT} DETACH PARTITION {_quote(connection, name)}{mode}")
-    )
+    mode = "FINALIZE" if pending else ("CONCURRENTLY" if concurrently else "")
+    connection.execute(statement(connection, _DETACH[mode], parent=PARENT, name=name))
+
+
+_DETACH = {
+    "FINALIZE": "ALTER TABLE {parent} DETACH PARTITION {name} FINALIZE",
+    "CONCURRENTLY": "ALTER TABLE {parent} DETACH PARTITION {name} CONCURRENTLY",
+    "": "ALTER TABLE {parent} DETACH PARTITION {name}",
+}
+
+
+def _count(connection: Connection, name: str) -> TextClause:
+    return statement(connection, "SELECT count(*) FROM {name}", name=name)
 
 
 @attrs.frozen
@@ -355,20 +405,22 @@ def archive(
         _refuse_if_live(connection, name)
     if attached:
         detach(connection, name, concurrently=False, force=True)
-    quoted = _quote(connection, name)
     if to_file is not None:
         return _archive_to_file(connection, name, Path(to_file))
     assert schema is not None
+    qualified = render(connection, "{schema}.{name}", schema=schema, name=name)
     clash = connection.execute(
-        text("SELECT to_regclass(:q) IS NOT NULL"), {"q": f"{_quote(connection, schema)}.{quoted}"}
+        text("SELECT to_regclass(:q) IS NOT NULL"), {"q": qualified}
     ).scalar_one()
     if clash:
         raise InvalidInput(
             f"{schema}.{name} already exists; archive into another schema or drop the old copy"
         )
-    rows = connection.execute(text(f"SELECT count(*) FROM {quoted}")).scalar_one()
-    connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {_quote(connection, schema)}"))
-    connection.execute(text(f"ALTER TABLE {quoted} SET SCHEMA {_quote(connection, schema)}"))
+    rows = connection.execute(_count(connection, name)).scalar_one()
+    connection.execute(CreateSchema(schema, if_not_exists=True))
+    connection.execute(
+        statement(connection, "ALTER TABLE {name} SET SCHEMA {schema}", name=name, schema=schema)
+    )
     return ArchiveResult(name, int(rows), f"{schema}.{name}")
 
 
@@ -378,17 +430,19 @@ def _open(path: Path, compress: bool) -> IO[bytes]:
     return path.open("xb")
 
 
+_EXPORT = "COPY (SELECT * FROM {name} ORDER BY global_position) TO STDOUT (FORMAT csv, HEADER)"
+
+
 def _archive_to_file(connection: Connection, name: str, path: Path) -> ArchiveResult:
     if path.exists():
         raise InvalidInput(f"{path} already exists; choose a new file name")
-    quoted = _quote(connection, name)
-    expected = connection.execute(text(f"SELECT count(*) FROM {quoted}")).scalar_one()
+    expected = connection.execute(_count(connection, name)).scalar_one()
     driver: Any = connection.connection.driver_connection
     partial = path.with_name(path.name + ".partial")
     try:
         with _open(partial, path.suffix == ".gz") as out, driver.cursor() as cursor:
-            query = f"SELECT * FROM {quoted} ORDER BY global_position"
-            with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv, HEADER)") as copy:
+            export = render(connection, _EXPORT, name=name)
+            with cursor.copy(export) as copy:
                 for chunk in copy:
                     out.write(chunk)
             written = cursor.rowcount
@@ -399,5 +453,5 @@ def _archive_to_file(connection: Connection, name: str, path: Path) -> ArchiveRe
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    connection.execute(text(f"DROP TABLE {quoted}"))
+    connection.execute(statement(connection, "DROP TABLE {name}", name=name))
     return ArchiveResult(name, int(expected), str(path))

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from cqrs.config import normalise_url
 from cqrs.redact import mask_url
+from cqrs.sqlnames import statement
 
 
 def ensure_database(url: str) -> bool:
@@ -32,8 +33,7 @@ def ensure_database(url: str) -> bool:
             ).first()
             if found:
                 return False
-            quoted = conn.dialect.identifier_preparer.quote(name)
-            conn.execute(text(f"CREATE DATABASE {quoted}"))
+            conn.execute(statement(conn, "CREATE DATABASE {name}", name=name))
             return True
     finally:
         admin.dispose()

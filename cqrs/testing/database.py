@@ -19,16 +19,22 @@ metadata of the caller's, dropped afterwards.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, NullPool, create_engine, text
+from sqlalchemy import Engine, MetaData, NullPool, create_engine
+from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cqrs import embedded
 from cqrs.config import Settings, normalise_url
-from cqrs.migrations.commands import upgrade
+from cqrs.errors import InvalidInput
+from cqrs.migrations.standalone import upgrade
+
+_PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+"""What ``isolated_schema`` takes as a prefix: a lower-case SQL name of up to 40 characters."""
 
 
 def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
@@ -81,12 +87,21 @@ def isolated_schema(
     migrations left in ``public`` is neither read nor touched. Then each
     ``metadata`` is created with ``create_all`` (tables that exist are skipped,
     so passing ``cqrs.schema.metadata`` along with yours is harmless).
+
+    The schema is named ``{prefix}_`` and twelve random hex digits; a ``prefix``
+    that is not a lower-case SQL name of up to 40 characters (letters, digits,
+    ``_``) raises :class:`~cqrs.errors.InvalidInput` before anything is made.
     """
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+        raise InvalidInput(
+            f"isolated_schema prefix {prefix!r} is not a lower-case SQL name; use up to 40 "
+            "letters a-z, digits and underscores, starting with a letter or underscore"
+        )
     schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            conn.execute(CreateSchema(schema))
         engine = schema_engine(url, schema, **engine_kwargs)
         try:
             migrator = schema_engine(url, schema, public=False, poolclass=NullPool)
@@ -100,6 +115,6 @@ def isolated_schema(
         finally:
             engine.dispose()
             with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                conn.execute(DropSchema(schema, cascade=True))
     finally:
         admin.dispose()

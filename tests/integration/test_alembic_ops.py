@@ -3,10 +3,12 @@ by autogenerate, and recovering from an interrupted concurrent index build."""
 
 from __future__ import annotations
 
+import io
 import textwrap
 import uuid
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -14,10 +16,11 @@ from alembic.autogenerate import render_python_code
 from alembic.operations import Operations
 from alembic.operations.ops import UpgradeOps
 from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError as AlembicCommandError
 from alembic_support import alembic_config, empty_schema
 from sqlalchemy import text
 
-from cqrs.errors import ConfigurationError
+from cqrs.errors import ConfigurationError, OfflineMigrationUnsupported
 from cqrs.migrations import (
     ArchiveEventPartitionOp,
     CreateEventPartitionsOp,
@@ -158,7 +161,61 @@ def test_an_interrupted_concurrent_index_is_rebuilt(cqrs_database_url: str) -> N
         assert conn.execute(valid, {"i": "ix_events_kind"}).scalar_one() is True
 
 
-def test_operations_need_a_database(tmp_path: Path) -> None:
-    context = MigrationContext.configure(dialect_name="postgresql", opts={"as_sql": True})
-    with pytest.raises(ConfigurationError, match="offline"):
-        Operations(context).ensure_event_partitions()  # type: ignore[attr-defined]
+def _offline() -> tuple[Operations, io.StringIO]:
+    out = io.StringIO()
+    context = MigrationContext.configure(
+        dialect_name="postgresql", opts={"as_sql": True, "output_buffer": out}
+    )
+    return Operations(context), out
+
+
+def test_partitions_render_as_sql_offline() -> None:
+    """``--sql`` writes the partitions out: months from ``today``, or a hash modulus."""
+    ops, out = _offline()
+    ops.ensure_event_partitions(months_ahead=1, today=date(2026, 12, 5))  # type: ignore[attr-defined]
+    ops.create_event_partitions(modulus=2)  # type: ignore[attr-defined]
+    ops.create_event_partitions(start=date(2027, 6, 1), months=1)  # type: ignore[attr-defined]
+    statements = [s.strip() for s in out.getvalue().split(";") if s.strip()]
+    assert statements == [
+        "CREATE TABLE IF NOT EXISTS events_y2026m12 PARTITION OF events FOR VALUES "
+        "FROM ('2026-12-01 00:00:00+00') TO ('2027-01-01 00:00:00+00')",
+        "CREATE TABLE IF NOT EXISTS events_y2027m01 PARTITION OF events FOR VALUES "
+        "FROM ('2027-01-01 00:00:00+00') TO ('2027-02-01 00:00:00+00')",
+        "CREATE TABLE IF NOT EXISTS events_h000_of_002 PARTITION OF events "
+        "FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
+        "CREATE TABLE IF NOT EXISTS events_h001_of_002 PARTITION OF events "
+        "FOR VALUES WITH (MODULUS 2, REMAINDER 1)",
+        "CREATE TABLE IF NOT EXISTS events_y2027m06 PARTITION OF events FOR VALUES "
+        "FROM ('2027-06-01 00:00:00+00') TO ('2027-07-01 00:00:00+00')",
+    ]
+
+
+def test_the_branch_renders_the_hash_layout_offline(cqrs_database_url: str) -> None:
+    """``alembic -x cqrs_partitioning=hash upgrade cqrs@head --sql``: the layout the
+    online upgrade would pick, without a database."""
+    config = alembic_config(None, "cqrs_partitioning=hash", "cqrs_hash_partitions=4")  # type: ignore[arg-type]
+    config.set_main_option("sqlalchemy.url", cqrs_database_url)
+    config.output_buffer = out = io.StringIO()
+    command.upgrade(config, "cqrs@head", sql=True)
+    script = out.getvalue()
+    assert "PARTITION BY HASH (stream_id)" in script
+    assert script.count("PARTITION OF events FOR VALUES WITH (MODULUS 4") == 4
+    assert "events_y" not in script
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ops: ops.detach_event_partition("events_y2025m01"),
+        lambda ops: ops.archive_event_partition("events_y2025m01"),
+        lambda ops: ops.create_index_on_partitioned("ix_events_kind", "events", ["event_type"]),
+        lambda ops: ops.import_legacy_events("events"),
+    ],
+)
+def test_catalog_operations_refuse_offline(call: Any) -> None:
+    ops, out = _offline()
+    with pytest.raises(OfflineMigrationUnsupported, match="cannot render it as SQL") as raised:
+        call(ops)
+    assert isinstance(raised.value, ConfigurationError)
+    assert isinstance(raised.value, AlembicCommandError)  # `alembic` prints FAILED: ...
+    assert out.getvalue() == ""

@@ -194,7 +194,9 @@ def closed_port_engine(cqrs_engine: Engine) -> Iterator[Engine]:
     with socket.socket() as sock:  # a port nothing listens on once closed
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    engine = create_engine(cqrs_engine.url.set(host="127.0.0.1", port=port))
+    # over TCP even when the test server is reached through a socket folder (?host=...)
+    url = cqrs_engine.url.difference_update_query(["host"]).set(host="127.0.0.1", port=port)
+    engine = create_engine(url)
     yield engine
     engine.dispose()
 

@@ -75,7 +75,7 @@ def _versions(engine: Engine) -> dict[str, list[int]]:
     """Each stream's versions in log order."""
     found: dict[str, list[int]] = {}
     with Session(engine) as session:
-        for e in EventStore(registry=registry).read_all(session, after=START, limit=100_000):
+        for e in EventStore(registry=registry).read_all(session, after=START, limit=10_000):
             found.setdefault(e.stream_id, []).append(e.version)
     return found
 

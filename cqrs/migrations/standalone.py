@@ -1,4 +1,5 @@
-"""Public: run the toolkit's branch from Python, without an ``alembic.ini``.
+"""Public: upgrade, downgrade or check the toolkit's ``cqrs`` branch from Python,
+without an ``alembic.ini`` (through this package's ``env.py``).
 
 For programs, demos and test fixtures that want the toolkit's tables made the
 way production makes them (through the ``cqrs`` branch, not ``create_all``)::
