@@ -147,6 +147,7 @@ def configure_options(config: Config, connection: Connection | None = None) -> d
     ``transaction_per_migration`` (some partition operations run outside a
     transaction) and ``process_revision_directives=route_revisions``.
 
+    >>> # not run: in a service's env.py only, where Alembic's context is configured
     >>> context.configure(connection=connection, target_metadata=target_metadata,
     ...                   **configure_options(config, connection))  # doctest: +SKIP
     """
