@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_DIRS := $(wildcard cqrs tests examples benchmarks alembic)
+LINT_DIRS := $(wildcard cqrs tests examples benchmarks alembic conftest.py mkdocs_hooks.py)
 # The system pass uses a database of its own, created when missing.
 SYSTEM_PG_DB ?= cqrs_test
 SYSTEM_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/$(SYSTEM_PG_DB)
@@ -17,7 +17,7 @@ VERSIONS := import importlib.metadata as m; print("  " + ", ".join(f"{n} {m.vers
 
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint typecheck pytest pytest-system pytest-floor pytest-latest bench clean
+.PHONY: demo test lint typecheck docs pytest pytest-system pytest-floor pytest-latest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict cqrs
+
+# The documentation site, into site/: README.md as its home page, docs/, and an
+# API reference from the public modules' docstrings (mkdocs.yml, mkdocs_hooks.py).
+# --strict: a broken link, anchor or reference, or a page left out of the nav,
+# fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
 
 # The suite's database is CQRS_TEST_DATABASE_URL, else the embedded PostgreSQL;
 # CQRS_DATABASE_URL (a service's real database) never drives it. `make test`
@@ -73,7 +80,7 @@ pytest-latest:
 	@$(LATEST)/bin/python -c '$(VERSIONS)'
 	$(NO_DB_VARS) $(LATEST)/bin/pytest -q -p no:cacheprovider
 
-test: lint typecheck pytest pytest-system pytest-floor pytest-latest
+test: lint typecheck docs pytest pytest-system pytest-floor pytest-latest
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
@@ -84,4 +91,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks --write-docs docs/benchmarks.md
 
 clean:
-	rm -rf $(VENV) $(FLOOR) $(LATEST) .cqrs .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR) $(LATEST) .cqrs .mypy_cache .pytest_cache .ruff_cache site

@@ -32,7 +32,11 @@ def in_greenlet_bridge() -> bool:
         import greenlet
     except ImportError:
         return False
-    return bool(getattr(greenlet.getcurrent(), "__sqlalchemy_greenlet_provider__", False))
+    current = greenlet.getcurrent()
+    if getattr(current, "__sqlalchemy_greenlet_provider__", False):
+        return True
+    # Before that marker (SQLAlchemy 2.0.0, the floor), the bridge's greenlet class:
+    return type(current).__name__ == "_AsyncIoGreenlet"
 
 
 def _a(kind: str) -> str:

@@ -17,7 +17,8 @@ never stopped by this call. From a shell::
 
 Example::
 
-    >>> import cqrs.embedded                                   # doctest: +SKIP
+    >>> import cqrs.embedded
+    >>> from sqlalchemy import create_engine
     >>> url = cqrs.embedded.start(".cqrs/pgdata")
     >>> engine = create_engine(url)
     >>> cqrs.embedded.running_url(".cqrs/pgdata") == url

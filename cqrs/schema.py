@@ -45,7 +45,7 @@ def create_schema(connection: Connection, settings: Settings | None = None) -> N
     """Create every toolkit table, the partitions of ``events`` and the append-only
     guards of ``cqrs.store.guards`` (idempotent).
 
-    >>> create_schema(conn, Settings(partitioning="hash"))  # doctest: +SKIP
+    >>> create_schema(conn, Settings(partitioning="hash"))
     """
     settings = settings or Settings()
     connection.execute(CreateSequence(store_tables.global_position_seq, if_not_exists=True))

@@ -90,5 +90,6 @@ def test_sdist_ships_docs_license_and_tests(built: dict[str, Path]) -> None:
     expected = {
         "LICENSE", "README.md", "docs/errors.md", "docs/architecture.md",
         "docs/guides/operations.md", "cqrs/__init__.py", "tests/conftest.py",
+        "mkdocs.yml", "mkdocs_hooks.py", "conftest.py",
     }  # fmt: skip
     assert expected <= names, expected - names

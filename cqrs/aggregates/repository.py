@@ -6,11 +6,15 @@ appends the pending events with the loaded version as the expected version
 and writes a snapshot when the class's policy says so. Everything runs in
 the caller's transaction::
 
-    >>> with Session(engine) as session, session.begin():    # doctest: +SKIP
+    >>> bus.dispatch(PlaceOrder("o-1", "c-1", Decimal(5)), Session(engine))  # an order to load
+    'o-1'
+    >>> with Session(engine) as session, session.begin():
     ...     orders = Repository(Order, session)
     ...     order = orders.get("o-1")                          # typed as Order
     ...     order.ship()
-    ...     orders.save(order)
+    ...     result = orders.save(order)                        # an AppendResult
+    >>> result.version
+    2
 
 Inside a command handler use ``uow.repository(Order)``: the unit of work
 saves every touched aggregate for you.

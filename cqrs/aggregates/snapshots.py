@@ -7,7 +7,7 @@ that cannot be read back (another aggregate type, an older
 structure) is ignored with a :class:`SnapshotIgnored` warning and the
 aggregate is rebuilt from its events: a snapshot never yields wrong state.
 
-    >>> class Cart(Aggregate):                     # doctest: +SKIP
+    >>> class Cart(Aggregate):
     ...     snapshot_every = 100                   # snapshot at versions 100, 200, ...
     ...     snapshot_version = 2                   # bump when the state's shape changes
 """

@@ -5,9 +5,12 @@ The same bus, handlers, repositories and unit of work run inside
 copy of the logic; retry back-off waits with ``asyncio.sleep`` and never
 blocks the event loop::
 
-    >>> async with AsyncSession(async_engine) as session:              # doctest: +SKIP
-    ...     await dispatch_async(bus, PlaceOrder("o-1", "c-1", Decimal(5)), session)
-    ...     order = await load_async(session, Order, "o-1")
+    >>> async def place() -> Order:
+    ...     async with AsyncSession(async_engine) as session:
+    ...         await dispatch_async(bus, PlaceOrder("o-1", "c-1", Decimal(5)), session)
+    ...         return await load_async(session, Order, "o-1")
+    >>> asyncio.run(place()).status
+    'placed'
 
 Use the ``postgresql+psycopg://`` URL with ``create_async_engine``. The bridge
 needs the ``greenlet`` package: ``pip install 'sqlalchemy-cqrs[asyncio]'``.

@@ -1,7 +1,7 @@
 """Public: what middleware sees of a command in flight, and what dispatch produced.
 
 >>> ctx = CommandContext(command="c", session=None, command_id="id-1",
-...                      correlation_id="id-1", causation_id="id-1")   # doctest: +SKIP
+...                      correlation_id="id-1", causation_id="id-1")
 """
 
 from __future__ import annotations

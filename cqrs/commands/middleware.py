@@ -5,7 +5,8 @@ chains them in order around one *transactional run* of the handler, so a
 retry middleware re-runs the whole command (reload, handle, append) in a
 fresh transaction::
 
-    >>> bus = CommandBus(middleware=[                             # doctest: +SKIP
+    >>> from cqrs.commands import CommandBus
+    >>> bus = CommandBus(middleware=[
     ...     LoggingMiddleware(), MetricsHook(statsd_observe),
     ...     RetryOnUnavailable(max_seconds=60), RetryOnConflict(attempts=8),
     ... ])

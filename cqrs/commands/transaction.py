@@ -8,10 +8,10 @@ transaction: :class:`~cqrs.errors.AppendOrderConflict` and, under
 ``REPEATABLE READ``, :class:`~cqrs.errors.TransactionConflict`. Run such work
 through ``run_in_transaction``::
 
-    >>> def place(session: Session) -> str:                     # doctest: +SKIP
+    >>> def place(session: Session) -> str:
     ...     session.add(AuditRow(action="place"))                 # your own table first
     ...     return bus.dispatch(PlaceOrder("o-1", "c-1", Decimal(5)), session)
-    >>> run_in_transaction(sessionmaker(engine), place)          # doctest: +SKIP
+    >>> run_in_transaction(sessionmaker(engine), place)
     'o-1'
 """
 

@@ -7,7 +7,7 @@ projections on them, all in the caller's transaction; the bus (or the caller
 who owns the transaction) then commits. If anything raises, the transaction
 rolls back and nothing is written::
 
-    >>> def place_order(cmd: PlaceOrder, uow: UnitOfWork) -> None:   # doctest: +SKIP
+    >>> def place_order(cmd: PlaceOrder, uow: UnitOfWork) -> None:
     ...     order = uow.repository(Order).create(cmd.order_id)       # Repository[Order]
     ...     order.place(cmd.customer_id, cmd.total)
 """

@@ -121,7 +121,7 @@ def compare_type(
 def autogenerate_options(connection: Connection | None = None) -> dict[str, Any]:
     """Everything ``context.configure`` needs for a clean autogenerate, as keywords.
 
-    >>> context.configure(connection=conn, target_metadata=md,
+    >>> context.configure(connection=conn, target_metadata=md,  # in an env.py only
     ...                   **autogenerate_options(conn))  # doctest: +SKIP
     """
     if connection is not None:

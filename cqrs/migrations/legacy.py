@@ -16,7 +16,8 @@ The old layout (the origin document's)::
            aggregate_type, event_data jsonb, metadata jsonb, version int,
            created_at timestamptz)
 
-    >>> import_legacy_events(engine)  # doctest: +SKIP
+    >>> import_legacy_events(engine)  # needs a database still on the old layout
+    ...     # doctest: +SKIP
     LegacyImportResult(events=120000, streams=9000, partitions=[...])
 """
 

@@ -69,8 +69,8 @@ def x_arguments(config: Config) -> dict[str, str]:
 def migration_settings(config: Config | None = None) -> Settings:
     """The ``Settings`` a migration should follow (see the module doc for the order).
 
-    >>> migration_settings(Config()).partitioning  # doctest: +SKIP
-    'range'
+    >>> migration_settings(Config(attributes={"cqrs_partitioning": "hash"})).partitioning
+    'hash'
     """
     if config is None:
         from alembic import context
@@ -147,6 +147,7 @@ def configure_options(config: Config, connection: Connection | None = None) -> d
     ``transaction_per_migration`` (some partition operations run outside a
     transaction) and ``process_revision_directives=route_revisions``.
 
+    >>> # not run: in a service's env.py only, where Alembic's context is configured
     >>> context.configure(connection=connection, target_metadata=target_metadata,
     ...                   **configure_options(config, connection))  # doctest: +SKIP
     """

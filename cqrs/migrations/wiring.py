@@ -21,6 +21,7 @@ toolkit's metadata plus the service's, and adds
 ``**cqrs.migrations.configure_options(config, ...)`` to each
 ``context.configure(...)`` call. ``init`` runs ``alembic init`` first::
 
+    >>> # not run: it writes alembic.ini and alembic/ in the current directory
     >>> result = init("alembic", branch="shop", models="shop.models:Base")  # doctest: +SKIP
     >>> wire("alembic.ini").changes                                       # doctest: +SKIP
     ()
@@ -524,6 +525,7 @@ def init(
 ) -> WireResult:
     """``alembic init DIRECTORY`` (writing ``ini``), then ``wire`` it.
 
+    >>> # not run: it writes alembic.ini and alembic/ in the current directory
     >>> init("alembic", branch="shop", models="shop.models:Base").branch  # doctest: +SKIP
     'shop'
     """

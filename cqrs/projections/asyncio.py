@@ -51,6 +51,7 @@ async def wait_for_async(
     after ``timeout`` seconds, naming the session that holds the read horizon back
     when one does. Cancelling the task stops the wait.
 
+    >>> # not run: in a coroutine (a doctest cannot await)
     >>> await wait_for_async(async_engine, "order_summary", "812:4411")  # doctest: +SKIP
     """
     ext = asyncio_ext("cqrs.wait_for_async")

@@ -49,6 +49,7 @@ class AsyncQueryBus:
     ``handlers`` is the registry to share with a sync ``QueryBus`` (or another
     async bus); by default the bus has its own, filled by :meth:`handles`.
 
+    >>> # not run: in a coroutine (a doctest cannot await)
     >>> queries = AsyncQueryBus(async_engine, handlers=handlers)      # doctest: +SKIP
     >>> await queries.ask(OrderStatus("o-1"), after=token, wait_for=summary)  # doctest: +SKIP
     'placed'

@@ -251,7 +251,8 @@ def ensure_stream(
 ) -> None:
     """Create (or widen) JetStream stream ``name`` at ``url`` for ``subjects``.
 
-    >>> ensure_stream("nats://127.0.0.1:4222", "SHOP", ["shop.>"])   # doctest: +SKIP
+    >>> ensure_stream("nats://127.0.0.1:4222", "SHOP", ["shop.>"])   # needs a live NATS server
+    ...     # doctest: +SKIP
     """
     publisher = JetStreamPublisher(url, connect_options=connect_options, name="cqrs-admin")
     try:

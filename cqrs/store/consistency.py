@@ -7,6 +7,7 @@ version, skip one, stop short of the row's version or go past it (a bad
 import, rows written by hand) refuses every such writer, and that must not
 read as a conflict to retry::
 
+    >>> # not run: it needs a stream whose stored versions are broken
     >>> inconsistency(conn, "order-1", version=3, expected=4)   # doctest: +SKIP
     StreamVersionsInconsistent("stream 'order-1' is inconsistent: ...")
 

@@ -15,8 +15,12 @@ tell the difference it takes the ordinary path: an engine or connection with
 event listeners or SQL echo, a transaction that must be rolled back first, an
 async or non-psycopg driver.
 
-    >>> rows(conn, sql.STREAM_INFO, {"sid": "order-1"})  # doctest: +SKIP
-    [('order-1', 'order', 3, datetime(...), False)]
+    >>> from cqrs.store import EventStore, sql
+    >>> placed = [OrderPlaced("order-1", "c-1", Decimal(n)) for n in (1, 2, 3)]
+    >>> EventStore().append(conn, "order-1", placed).version
+    3
+    >>> rows(conn, sql.STREAM_INFO, {"sid": "order-1"})
+    [('order-1', 'order', 3, datetime.datetime(...), False)]
 """
 
 from __future__ import annotations

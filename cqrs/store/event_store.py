@@ -5,10 +5,10 @@ its transaction: the caller commits, so events, read models and anything else
 the service writes commit together or not at all.
 
     >>> store = EventStore()
-    >>> with Session(engine) as session, session.begin():          # doctest: +SKIP
+    >>> with Session(engine) as session, session.begin():
     ...     store.append(session, "order-1", [OrderPlaced("order-1", "c-1", Decimal(5))],
     ...                  expected_version=NO_STREAM)
-    AppendResult(stream_id='order-1', version=1, position=Position(...), appended=1)
+    AppendResult(stream_id='order-1', version=1, position=Position(...), appended=1, ...)
 """
 
 from __future__ import annotations

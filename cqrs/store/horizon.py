@@ -7,9 +7,11 @@ oldest transaction that is still running and may write to this database's
 behind a reader's cursor. ``horizon_holder`` names the session (or prepared
 transaction) that is the horizon, for ``cqrs projections status``::
 
-    >>> holder = horizon_holder(engine)            # doctest: +SKIP
-    >>> holder.describe()                          # doctest: +SKIP
-    "transaction 8812 in database 'shop', pid 4242 (user app, psql, idle in transaction) ..."
+    >>> with engine.connect() as writer:            # a transaction left open
+    ...     xid = writer.execute(text("SELECT pg_current_xact_id()")).scalar_one()
+    ...     holder = horizon_holder(engine)
+    >>> holder.describe()
+    "transaction ... in database '...', pid ... (user ..., idle in transaction), ..."
 
 The safety argument (also in docs/architecture.md, "The read horizon")
 ---------------------------------------------------------------------------

@@ -9,9 +9,11 @@ package in ``.cqrs/pgdata`` (``cqrs.embedded``) and answer its URL.
 made the way production makes them (the ``cqrs`` Alembic branch), plus any
 metadata of the caller's, dropped afterwards.
 
-    >>> url = database_url_for_tests()                                      # doctest: +SKIP
-    >>> with isolated_schema(url, metadata=[Base.metadata]) as engine:  # doctest: +SKIP
-    ...     ...
+    >>> url = database_url_for_tests()
+    >>> with isolated_schema(url, metadata=[Base.metadata]) as engine:
+    ...     with engine.connect() as conn:
+    ...         conn.execute(text("SELECT count(*) FROM events")).scalar_one()
+    0
 """
 
 from __future__ import annotations

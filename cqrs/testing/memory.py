@@ -8,10 +8,11 @@ same conformance suite (``cqrs.testing.conformance``). Transactions are
 serialised by one lock: a :class:`MemoryTransaction` holds it from begin to
 commit or rollback, so readers only ever see committed events.
 
-    >>> store = InMemoryEventStore(registry)                        # doctest: +SKIP
-    >>> with store.transaction() as tx:                             # doctest: +SKIP
-    ...     store.append(tx, "order-1", [OrderPlaced("order-1")], expected_version=NO_STREAM)
-    >>> store.read_stream(None, "order-1")[0].version               # doctest: +SKIP
+    >>> store = InMemoryEventStore(registry)
+    >>> with store.transaction() as tx:
+    ...     _ = store.append(tx, "order-1", [OrderPlaced("order-1", "c-1", Decimal(5))],
+    ...                      expected_version=NO_STREAM)
+    >>> store.read_stream(None, "order-1")[0].version
     1
 
 Any executor other than a :class:`MemoryTransaction` of the same log (a

@@ -7,8 +7,8 @@ otherwise it starts (once per process) a ``nats-server -js`` from the
 ``.cqrs/nats``. :class:`NatsServer` starts a private one (a test that restarts
 the broker must own it)::
 
-    >>> url = nats_url()                                   # doctest: +SKIP
-    >>> with NatsServer() as server:                       # doctest: +SKIP
+    >>> url = nats_url()                 # not run: it may start a server  # doctest: +SKIP
+    >>> with NatsServer() as server:     # not run: it starts a server     # doctest: +SKIP
     ...     server.restart()
 """
 

@@ -2,14 +2,14 @@
 
 For an aggregate, in memory (no database)::
 
-    >>> (AggregateScenario(Order, "o-1")                        # doctest: +SKIP
+    >>> order = (AggregateScenario(Order, "o-1")
     ...     .given(OrderPlaced("o-1", "c-1", Decimal(5)))
     ...     .when(lambda order: order.ship())
     ...     .then(OrderShipped("o-1")))
 
 For a handler, through the bus against a real database (``cqrs_engine``)::
 
-    >>> (CommandScenario(bus, cqrs_engine)                      # doctest: +SKIP
+    >>> outcome = (CommandScenario(bus, cqrs_engine)
     ...     .given(Order, "o-1", OrderPlaced("o-1", "c-1", Decimal(5)))
     ...     .when(ShipOrder("o-1"))
     ...     .then(OrderShipped("o-1")))
@@ -17,7 +17,7 @@ For a handler, through the bus against a real database (``cqrs_engine``)::
 For a process manager, through its batches against a real database: given
 streams, when these events happen, then its commands appended these events::
 
-    >>> (ProcessScenario(shipping, cqrs_engine)                 # doctest: +SKIP
+    >>> appended = (ProcessScenario(shipping, cqrs_engine)
     ...     .given(Order, "o-1", OrderPlaced("o-1", "c-1", Decimal(5)))
     ...     .when(Payment, "p-1", PaymentCaptured("p-1", "o-1", Decimal(5)))
     ...     .then(OrderPaid("o-1"), ShipmentCreated("s-o-1", "o-1")))
