@@ -23,6 +23,7 @@ two roles held on the toolkit's tables, so the grants are exactly these.
     >>> roles = CqrsRoles(service="orders_app", runner="orders_runner")
     >>> print(grant_statements(roles, schema="orders")[0])
     GRANT USAGE ON SCHEMA orders TO orders_app, orders_runner
+    >>> # grant_roles needs the roles on the server (cluster-wide): tests/integration/test_roles.py
     >>> grant_roles(conn, roles)  # doctest: +SKIP
 
 See docs/security.md for the threat model and what is and is not protected.
@@ -214,6 +215,7 @@ def grant_roles(
     """Run ``grant_statements`` for the current schema (or ``schema``) on ``connection``,
     in its transaction; answer the statements run. Run it as the tables' owner.
 
+    >>> # the roles must exist on the server (cluster-wide): tests/integration/test_roles.py
     >>> with engine.begin() as conn:  # doctest: +SKIP
     ...     grant_roles(conn, CqrsRoles(service="orders_app", runner="orders_runner"))
     """

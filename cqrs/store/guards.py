@@ -210,8 +210,9 @@ def allow_rewrite(connection: Connection) -> None:
     Transaction-local (``SET LOCAL``): it ends with the transaction. For another
     role it changes nothing; the guards still refuse.
 
-    >>> with engine.begin() as conn:  # doctest: +SKIP
+    >>> from sqlalchemy import text
+    >>> with engine.begin() as conn:
     ...     allow_rewrite(conn)
-    ...     conn.execute(text("DELETE FROM events"))
+    ...     _ = conn.execute(text("DELETE FROM events"))
     """
     connection.execute(text("SELECT set_config(:k, 'on', true)"), {"k": ALLOW_REWRITE})
