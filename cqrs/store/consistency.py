@@ -28,7 +28,8 @@ from cqrs.errors import StreamVersionsInconsistent
 # about the events a writer loads. The summary is one index range of the stream;
 # the detail runs only for a stream found inconsistent.
 SUMMARY = text(
-    "SELECT count(*), count(DISTINCT version), min(version), max(version) "
+    "SELECT count(*), count(DISTINCT version), min(version), max(version), "
+    "(SELECT version FROM streams WHERE stream_id = :sid) "
     "FROM events WHERE stream_id = :sid "
     "AND recorded_at >= (SELECT created_at - interval '1 hour' FROM streams "
     "                    WHERE stream_id = :sid)"
@@ -50,7 +51,12 @@ def inconsistency(
     """The error naming how ``stream_id``'s stored versions stray from 1..``version``
     so that a writer expecting ``expected`` can never succeed, or ``None`` (the
     refusal is an ordinary conflict)."""
-    count, distinct, low, high = conn.execute(SUMMARY, {"sid": stream_id}).one()
+    count, distinct, low, high, now = conn.execute(SUMMARY, {"sid": stream_id}).one()
+    if now != version:
+        # The stream moved since the refusal was read (READ COMMITTED: a new snapshot
+        # per statement). The row and its events are read in one snapshot here, so
+        # only a verdict about the version seen now is sound: a retry will see it.
+        return None
     prefix_missing = (count == 0 and version > 0) or (low is not None and low > 1)
     counted_only_these = expected == distinct
     broken = (
