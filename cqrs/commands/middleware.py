@@ -33,6 +33,7 @@ from cqrs.errors import (
     StreamAlreadyExists,
     TransactionConflict,
 )
+from cqrs.errortext import message
 from cqrs.redact import printable
 
 Next = Callable[[CommandContext], CommandOutcome[Any]]
@@ -46,7 +47,9 @@ class LoggingMiddleware:
     """Logs each command: DEBUG when handled, WARNING (with the error) when it fails.
 
     The command id and the error text are logged through ``cqrs.redact.printable``:
-    a line break or escape sequence in them cannot forge or garble a log line.
+    a line break or escape sequence in them cannot forge or garble a log line. A
+    database error is logged without its parameters or the values PostgreSQL
+    quotes (``cqrs.errortext``).
     """
 
     logger: logging.Logger = log
@@ -59,7 +62,7 @@ class LoggingMiddleware:
             self.logger.warning(
                 "command %s %s failed after %d attempt(s): %s: %s",
                 ctx.command_type, printable(ctx.command_id), ctx.attempt, type(exc).__name__,
-                printable(exc),
+                printable(message(exc)),
             )  # fmt: skip
             raise
         self.logger.debug(
