@@ -254,8 +254,8 @@ process (the concurrent one in 4 writer processes):
   concurrent workload uses its locked variant: one advisory lock per write,
   held from the position being drawn to commit.
 - **cqrs**: the public API as a service uses it (`engine.begin()`,
-  `EventStore.append` / `read_stream` / `read_all`, `@event` attrs classes,
-  `ProjectionRunner` with a declarative projection).
+  `EventStore.append` / `append_many` (batches) / `read_stream` / `read_all`,
+  `@event` attrs classes, `ProjectionRunner` with a declarative projection).
 - **eventsourcing** {es_version}: the library's PostgreSQL persistence (psycopg 3),
   as its documentation shows it (`benchmarks/es.py`): an `Application`, an
   `Aggregate` whose methods trigger events, `app.save` (one transaction, the
