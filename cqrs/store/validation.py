@@ -112,27 +112,19 @@ def sendable_problem(value: object, limit: int) -> str | None:
 
 def check_stream_id(stream_id: object, settings: Settings) -> str:
     """``stream_id`` if it can name a new stream; else :class:`~cqrs.errors.InvalidStreamId`."""
-    problem = name_problem(stream_id, settings.max_id_length)
-    if problem is not None:
-        shown = (
-            stream_id[:40] + "..."
-            if isinstance(stream_id, str) and len(stream_id) > 60
-            else stream_id
-        )
-        raise errors.InvalidStreamId(shown, problem)
-    assert isinstance(stream_id, str)
-    return stream_id
+    return _stream_id(stream_id, name_problem(stream_id, settings.max_id_length))
 
 
 def check_stream_id_to_read(stream_id: object, settings: Settings) -> str:
     """``stream_id`` if it can be looked up; else :class:`~cqrs.errors.InvalidStreamId`."""
-    problem = sendable_problem(stream_id, settings.max_id_length)
+    return _stream_id(stream_id, sendable_problem(stream_id, settings.max_id_length))
+
+
+def _stream_id(stream_id: object, problem: str | None) -> str:
     if problem is not None:
-        shown = (
-            stream_id[:40] + "..."
-            if isinstance(stream_id, str) and len(stream_id) > 60
-            else stream_id
-        )
+        shown = stream_id
+        if isinstance(stream_id, str) and len(stream_id) > 60:
+            shown = f"{stream_id[:40]}..."
         raise errors.InvalidStreamId(shown, problem)
     assert isinstance(stream_id, str)
     return stream_id
