@@ -224,7 +224,8 @@ class RetryOnUnavailable:
                     raise
                 log.warning(
                     "command %s %s: database unavailable (attempt %d), retrying in %.2fs: %s",
-                    ctx.command_type, ctx.command_id, attempt, wait, exc.detail,
+                    ctx.command_type, printable(ctx.command_id), attempt, wait,
+                    printable(exc.detail),
                 )  # fmt: skip
                 ctx.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
