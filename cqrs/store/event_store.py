@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -133,9 +134,7 @@ class EventStore:
                 StreamAppend("stock-7", [StockReserved(...)], expected_version=12),
             ])
         """
-        items = check_appends(appends, "append_many")
-        for item in items:
-            self.check_stream_id(item.stream_id)
+        items = check_appends(appends, "append_many", self.settings)
         validation.check_metadata(metadata, self.settings)
         shared = dict(metadata or {})
         batches = [
@@ -154,40 +153,53 @@ class EventStore:
             if not b.ids:  # checks only: before anything is written
                 results[i] = self._empty_append(conn, a.stream_id, expecteds[i])
         full = [i for i, batch in enumerate(batches) if batch.ids]
-        chars = sum(len(d) + len(m) for b in batches for d, m in zip(b.datas, b.metas, strict=True))
-        if len(full) == 1:
-            i = full[0]
-            results[i] = self._append_batch(
-                conn, items[i].stream_id, expecteds[i], batches[i], items[i].stream_type
-            )
-        elif chars > sql.JSON_ARRAY_LIMIT or any(batches[i].explicit_ids for i in full):
-            # idempotent re-sends or huge payloads: stream by stream, all-or-nothing
-            # through a savepoint
-            with conn.begin_nested():
+        if len(full) > 1 and not self._stream_by_stream([batches[i] for i in full]):
+            self._append_streams(conn, full, items, expecteds, batches, results)
+        else:
+            # one stream, or idempotent re-sends or huge payloads: the one-stream append
+            # each, several kept all-or-nothing by a savepoint
+            with conn.begin_nested() if len(full) > 1 else nullcontext():
                 for i in full:
                     results[i] = self._append_batch(
                         conn, items[i].stream_id, expecteds[i], batches[i], items[i].stream_type
                     )
-        if len(full) < 2 or results[full[0]] is not None:
-            return [r for r in results if r is not None]
-        params = _many_params([items[i] for i in full], [expecteds[i] for i in full],
-                              [batches[i] for i in full])  # fmt: skip
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _stream_by_stream(batches: Sequence[EncodedBatch]) -> bool:
+        """Whether these batches need the one-stream append each: caller-chosen ids (a
+        re-send is checked per stream) or payloads too big for one JSON document."""
+        chars = sum(len(d) + len(m) for b in batches for d, m in zip(b.datas, b.metas, strict=True))
+        return chars > sql.JSON_ARRAY_LIMIT or any(b.explicit_ids for b in batches)
+
+    def _append_streams(
+        self,
+        conn: Connection,
+        full: Sequence[int],
+        items: Sequence[StreamAppend],
+        expecteds: Sequence[Expected],
+        batches: Sequence[EncodedBatch],
+        results: list[AppendResult | None],
+    ) -> None:
+        """``sql.APPEND_STREAMS`` for the appends at ``full``; fills in their ``results``."""
+        chosen = [items[i] for i in full]
+        expected = [expecteds[i] for i in full]
+        params = _many_params(chosen, expected, [batches[i] for i in full])
         try:
             returned = driver.rows(conn, sql.APPEND_STREAMS, params)
         except DBAPIError as exc:
             state = getattr(exc.orig, "sqlstate", None)
             if state == "22P02" and "cqrs-torn-append" in str(exc.orig):
                 raise errors.AppendRefused({}, torn=True) from exc
-            raise self._append_error(exc, items[full[0]].stream_id, expecteds[full[0]]) from exc
+            raise self._append_error(exc, chosen[0].stream_id, expected[0]) from exc
         if not returned:
-            raise self._refused_many(conn, [items[i] for i in full], [expecteds[i] for i in full])
+            raise self._refused_many(conn, chosen, expected)
         by_stream: dict[str, list[tuple[Any, ...]]] = {}
         for row in returned:
             by_stream.setdefault(row[6], []).append(row)
         for i in full:
-            a, b = items[i], batches[i]
-            results[i] = _result(a.stream_id, b, sorted(by_stream[a.stream_id], key=lambda r: r[2]))
-        return [r for r in results if r is not None]
+            rows = sorted(by_stream[items[i].stream_id], key=lambda r: r[2])
+            results[i] = _result(items[i].stream_id, batches[i], rows)
 
     def import_streams(self, executor: Executor, appends: Sequence[StreamAppend]) -> int:
         """Bulk-import new streams with one ``INSERT`` and one ``COPY``; returns the event count.
@@ -203,9 +215,7 @@ class EventStore:
                 StreamAppend(f"order-{n}", events_of(n)) for n in range(10_000)
             ])
         """
-        items = check_appends(appends, "import_streams")
-        for item in items:
-            self.check_stream_id(item.stream_id)
+        items = check_appends(appends, "import_streams", self.settings)
         return bulk.import_streams(
             connection_of(executor), self.codec, self.settings, items, default_stream_type
         )

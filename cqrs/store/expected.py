@@ -9,8 +9,9 @@ from typing import Any
 import attrs
 
 from cqrs import errors
+from cqrs.config import Settings
 from cqrs.events.model import Event, NewEvent, Position, RecordedEvent
-from cqrs.store.validation import INT32_MAX
+from cqrs.store.validation import INT32_MAX, check_stream_id
 
 
 class ExpectedVersion(enum.Enum):
@@ -105,10 +106,11 @@ class StreamAppend:
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-def check_appends(appends: object, caller: str) -> list[StreamAppend]:
-    """``appends`` as a list of :class:`StreamAppend`, each stream once, else ``InvalidInput``.
+def check_appends(appends: object, caller: str, settings: Settings) -> list[StreamAppend]:
+    """``appends`` as a list of :class:`StreamAppend`, each a usable stream id
+    (:func:`cqrs.store.validation.check_stream_id`) given once, else ``InvalidInput``.
 
-    >>> check_appends([StreamAppend("a-1", [])], "append_many")[0].stream_id
+    >>> check_appends([StreamAppend("a-1", [])], "append_many", Settings())[0].stream_id
     'a-1'
     """
     if isinstance(appends, StreamAppend) or not isinstance(appends, Sequence):
@@ -119,6 +121,7 @@ def check_appends(appends: object, caller: str) -> list[StreamAppend]:
             raise errors.InvalidInput(
                 f"{caller} got {item!r}; pass cqrs.store.StreamAppend(stream_id, events)"
             )
+        check_stream_id(item.stream_id, settings)
         if item.stream_id in seen:
             raise errors.InvalidInput(
                 f"stream {item.stream_id!r} appears twice in one {caller}; "

@@ -230,9 +230,8 @@ class InMemoryEventStore:
         metadata: Mapping[str, Any] | None = None,
     ) -> list[AppendResult]:
         """Same contract as :meth:`EventStore.append_many`: every check first, then all."""
-        items = check_appends(appends, "append_many")
+        items = check_appends(appends, "append_many", self.settings)
         for item in items:
-            self.check_stream_id(item.stream_id)
             check_expected(item.expected_version)
             encode_batch(  # refuse bad input before anything is written
                 self.codec, self.settings, item.events, metadata, stream_type=item.stream_type
