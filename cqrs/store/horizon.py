@@ -26,7 +26,13 @@ another test run) would stall every reader here.
 A backend is connected to one database for its life, and a prepared
 transaction records its database: neither can write this database's tables.
 So the horizon is the least id of ``xip`` that is NOT positively known to
-belong to another database, or ``xmax`` when there is none. "Positively
+belong to another database, or ``xmax`` when there is none; and never above
+the reader's own transaction id once it has written. A transaction's own
+snapshot does not list it in ``xip``, and ``xmax`` passes it as soon as a newer
+transaction ends anywhere, yet it is still in progress: without that bound a
+transaction that appended and then called ``read_all`` would read its own
+uncommitted events, and a cursor it saved could pass an older transaction that
+has not committed yet. "Positively
 known" means one of:
 
 * ``pg_stat_activity`` shows the id as ``backend_xid`` of a backend whose
@@ -70,10 +76,13 @@ _FOREIGN_XIDS = (
     "WHERE p.database <> current_database()"
 )
 
+# LEAST ignores the NULL of a transaction that has not written: one that has is
+# itself in progress, though its own snapshot never lists it in ``xip``.
 READ_HORIZON = (
-    "(SELECT coalesce((SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x WHERE NOT EXISTS ("
+    "(SELECT least(coalesce((SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x WHERE NOT EXISTS ("
     f"SELECT 1 FROM ({_FOREIGN_XIDS}) f WHERE f.xid32 = (x::text::bigint & {_LOW_32}))), "
-    "pg_snapshot_xmax(snap.s)) FROM (SELECT pg_current_snapshot() AS s) snap)"
+    "pg_snapshot_xmax(snap.s)), pg_current_xact_id_if_assigned()) "
+    "FROM (SELECT pg_current_snapshot() AS s) snap)"
 )
 """A scalar SQL expression (``xid8``): the horizon of the statement's snapshot.
 

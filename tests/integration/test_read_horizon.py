@@ -251,3 +251,26 @@ def test_prepared_transactions_elsewhere_are_ignored_and_here_are_named(
                 ]
     finally:
         other.close()
+
+
+def test_a_writing_transaction_never_reads_its_own_events_from_the_log(
+    log_engine: Engine,
+) -> None:
+    """``read_all`` returns committed events only, also inside the transaction that
+    wrote: its own events are not committed, and a newer transaction ending
+    elsewhere (which moves the snapshot's ``xmax`` past the writer's own id, an
+    id PostgreSQL never lists as in progress to its own snapshot) changes nothing.
+    Reading them there would let a reader's cursor pass an older transaction
+    still in progress."""
+    older = append(log_engine, "order-0", OrderPlaced("order-0", "c", Decimal(1)))
+    with Session(log_engine) as session, session.begin():
+        mine = store().append(session, "order-1", [OrderPlaced("order-1", "c", Decimal(2))])
+        newer = append(log_engine, "order-2", OrderPlaced("order-2", "c", Decimal(3)))
+        assert newer.position.transaction_id > mine.position.transaction_id
+        seen = [e.stream_id for e in store().read_all(session, after=START)]
+        assert seen == ["order-0"]
+        assert horizon(session.connection()) == mine.position.transaction_id
+        assert older.position.transaction_id < mine.position.transaction_id
+    with log_engine.connect() as conn:
+        seen = [e.stream_id for e in store().read_all(conn, after=START)]
+        assert seen == ["order-0", "order-1", "order-2"]
