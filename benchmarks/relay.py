@@ -78,8 +78,14 @@ async def _delete(url: str, *streams: str) -> None:
         await nc.close()
 
 
-async def raw_publish(conn: Any, url: str, prefix: str) -> int:
-    """The hand-written twin of the relay: the log's deposits to JetStream; events sent."""
+async def raw_publish(conn: Any, url: str, prefix: str, expected: int) -> int:
+    """The hand-written twin of the relay: the log's deposits to JetStream; events sent.
+
+    It follows the log until ``expected`` events are out: ``pg_snapshot_xmin`` is
+    the whole server's, so a transaction open in another database (another
+    service or test run on a shared server) holds its pages back for a while,
+    and an empty page does not mean the end of the log.
+    """
     nc = await nats.connect(url)
     js = nc.jetstream()
     with conn.transaction():
@@ -95,25 +101,31 @@ async def raw_publish(conn: Any, url: str, prefix: str) -> int:
                     "WHERE projection = 'bench_raw_relay' AND shard = 0"
                 ).fetchone() or ("0", 0)
                 rows = conn.execute(RAW_READ, (xid, pos, BATCH)).fetchall()
-                if not rows:
-                    return done
-                futures = []
-                for x, p, eid, sid, stype, version, etype, sv, data, _meta, at in rows:
-                    headers = {
-                        "Nats-Msg-Id": eid, "Cqrs-Type": etype, "Cqrs-Schema-Version": str(sv),
-                        "Cqrs-Event-Type": etype, "Cqrs-Stream-Id": sid,
-                        "Cqrs-Stream-Type": stype, "Cqrs-Version": str(version),
-                        "Cqrs-Position": f"{x}:{p}", "Cqrs-Recorded-At": at.isoformat(),
-                    }  # fmt: skip
-                    subject = f"{prefix}.{stype}.{etype}"
-                    futures.append(await js.publish_async(subject, data.encode(), headers=headers))
-                await asyncio.gather(*futures)
-                conn.execute(
-                    "UPDATE checkpoints SET transaction_id = %s::xid8, global_position = %s "
-                    "WHERE projection = 'bench_raw_relay' AND shard = 0",
-                    (rows[-1][0], rows[-1][1]),
-                )
+                if rows:
+                    futures = []
+                    for x, p, eid, sid, stype, version, etype, sv, data, _meta, at in rows:
+                        headers = {
+                            "Nats-Msg-Id": eid, "Cqrs-Type": etype,
+                            "Cqrs-Schema-Version": str(sv), "Cqrs-Event-Type": etype,
+                            "Cqrs-Stream-Id": sid, "Cqrs-Stream-Type": stype,
+                            "Cqrs-Version": str(version), "Cqrs-Position": f"{x}:{p}",
+                            "Cqrs-Recorded-At": at.isoformat(),
+                        }  # fmt: skip
+                        subject = f"{prefix}.{stype}.{etype}"
+                        futures.append(
+                            await js.publish_async(subject, data.encode(), headers=headers)
+                        )
+                    await asyncio.gather(*futures)
+                    conn.execute(
+                        "UPDATE checkpoints SET transaction_id = %s::xid8, global_position = %s "
+                        "WHERE projection = 'bench_raw_relay' AND shard = 0",
+                        (rows[-1][0], rows[-1][1]),
+                    )
             done += len(rows)
+            if not rows:
+                if done >= expected:
+                    return done
+                await asyncio.sleep(0.01)
     finally:
         await nc.close()
 
@@ -150,7 +162,7 @@ def relay_throughput(ctx: Context) -> Iterator[Sides]:
     def raw(rep: int) -> Timed:
         fresh(raw_stream, raw_prefix)
         start = time.perf_counter()
-        done = loop.run(raw_publish(conn, url, raw_prefix), timeout=600)
+        done = loop.run(raw_publish(conn, url, raw_prefix, ctx.size), timeout=600)
         return Timed(done, time.perf_counter() - start)
 
     def verify() -> None:
