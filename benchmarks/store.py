@@ -22,6 +22,7 @@ from benchmarks import es, raw
 from benchmarks.events import EVENT_TYPE, deposited, fields, make_store, payload_json
 from benchmarks.harness import BenchmarkError, Context, Sides, Timed, scenario
 from cqrs import NO_STREAM, START, StreamAppend
+from cqrs.store.horizon import READ_HORIZON
 
 STREAM_TYPE = "acct"
 
@@ -263,17 +264,15 @@ def batch_appends(ctx: Context) -> Iterator[Sides]:
 
 
 def wait_until_readable(ctx: Context, timeout: float = 60.0) -> None:
-    """Wait until every event is older than the oldest running transaction.
+    """Wait until every event is below the read horizon (``cqrs.store.horizon``).
 
     ``read_all`` only returns events of transactions older than every
-    transaction still running; on a shared server another client's open
-    transaction can hold that horizon back for a while.
+    transaction of this database still running; another client's open
+    transaction here can hold that horizon back for a while (one in another
+    database of the server does not).
     """
     deadline = time.monotonic() + timeout
-    sql = text(
-        "SELECT coalesce(max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()), true) "
-        "FROM events"
-    )
+    sql = text(f"SELECT coalesce(max(transaction_id) < {READ_HORIZON}, true) FROM events")
     while True:
         with ctx.engine.connect() as c:
             if c.execute(sql).scalar_one():
