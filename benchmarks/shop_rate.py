@@ -45,7 +45,8 @@ LAG = text(
     "           FROM unnest(CAST(:names AS text[])) AS n(name) "
     "           LEFT JOIN checkpoints c ON c.projection = n.name AND c.shard = 0) "
     "SELECT c.name, "
-    "  (SELECT count(*) FROM events e WHERE (e.transaction_id, e.global_position) > (c.xid, c.pos)), "
+    "  (SELECT count(*) FROM events e "
+    "     WHERE (e.transaction_id, e.global_position) > (c.xid, c.pos)), "
     "  (SELECT extract(epoch FROM clock_timestamp() - min(e.recorded_at)) FROM events e "
     "     WHERE (e.transaction_id, e.global_position) > (c.xid, c.pos)) "
     "FROM c ORDER BY 1"
@@ -383,7 +384,8 @@ def _report(
          f"= {r.orders_per_second:.1f} orders/s achieved ({r.placed} placed, the rest refused "
          f"by rules; last order {written.late:.2f}s behind its schedule)")  # fmt: skip
     emit(f"load average before {load_before[0]:.2f}, at the end of the writes "
-         f"{r.load[0]:.2f} / {r.load[1]:.2f} / {r.load[2]:.2f} (1/5/15 min, 2 cores shared)")  # fmt: skip
+         f"{r.load[0]:.2f} / {r.load[1]:.2f} / {r.load[2]:.2f} "
+         "(1/5/15 min, 2 cores shared)")  # fmt: skip
     emit(f"consumers at the head {r.caught_up:.1f}s after the last order "
          f"({caught_up_all:.1f}s with the carriers' last parcels)")  # fmt: skip
     emit()
