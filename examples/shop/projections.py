@@ -324,35 +324,35 @@ def process_managers(bus: CommandBus) -> tuple[ProcessManager, ...]:
 
     @stock.on(OrderPlaced)
     def _reserve(r: RecordedEvent[OrderPlaced], ctx: ProjectionContext) -> None:
-        stock.send(ctx, r, ReserveStockForOrder(r.event.order_id))
+        stock.enqueue(ctx, r, ReserveStockForOrder(r.event.order_id))
 
     @stock.on(ReservationRejected)
     def _short(r: RecordedEvent[ReservationRejected], ctx: ProjectionContext) -> None:
         e = r.event
-        stock.send(ctx, r, CancelOrder(e.order_id, f"out of stock: {e.sku}", e.at))
+        stock.enqueue(ctx, r, CancelOrder(e.order_id, f"out of stock: {e.sku}", e.at))
 
     @stock.on(OrderShipped)
     def _shipped(r: RecordedEvent[OrderShipped], ctx: ProjectionContext) -> None:
-        stock.send(ctx, r, ShipOrderStock(r.event.order_id))
+        stock.enqueue(ctx, r, ShipOrderStock(r.event.order_id))
 
     @payment.on(PaymentCaptured)
     def _captured(r: RecordedEvent[PaymentCaptured], ctx: ProjectionContext) -> None:
         e = r.event
-        payment.send(ctx, r, MarkOrderPaid(e.order_id, e.payment_id, e.amount, e.captured_at))
+        payment.enqueue(ctx, r, MarkOrderPaid(e.order_id, e.payment_id, e.amount, e.captured_at))
 
     @payment.on(PaymentFailed)
     def _failed(r: RecordedEvent[PaymentFailed], ctx: ProjectionContext) -> None:
         e = r.event
-        payment.send(ctx, r, CancelOrder(e.order_id, f"payment failed: {e.reason}", e.failed_at))
+        payment.enqueue(ctx, r, CancelOrder(e.order_id, f"payment failed: {e.reason}", e.failed_at))
 
     @fulfilment.on(OrderReadyToShip)
     def _ready(r: RecordedEvent[OrderReadyToShip], ctx: ProjectionContext) -> None:
-        fulfilment.send(ctx, r, CreateShipment(r.event.order_id))
+        fulfilment.enqueue(ctx, r, CreateShipment(r.event.order_id))
 
     @compensation.on(OrderCancelled)
     def _cancelled(r: RecordedEvent[OrderCancelled], ctx: ProjectionContext) -> None:
         e = r.event
-        compensation.send(ctx, r, CompensateCancelledOrder(e.order_id, e.cancelled_at))
+        compensation.enqueue(ctx, r, CompensateCancelledOrder(e.order_id, e.cancelled_at))
 
     return stock, payment, fulfilment, compensation
 
