@@ -13,7 +13,9 @@ of the caller's) with a handful of statements whatever their number:
    only to find what they need, so commands touching the same aggregate are
    still applied in batch order;
 3. one ``append_many`` for every touched stream (each event carries the
-   metadata of the command that recorded it), all-or-nothing;
+   metadata of the command that recorded it), all-or-nothing; a stream that
+   several commands of the batch changed takes one ``append_many`` per
+   command after the first (rounds), since a stream's metadata is per call;
 4. one insert of the command ids with their results.
 
 Exactly-once holds through the command ids: the ids are inserted in the same
@@ -67,7 +69,7 @@ from cqrs.errors import (
     StreamNotFound,
     TransactionConflict,
 )
-from cqrs.events.model import Event, NewEvent, RecordedEvent
+from cqrs.events.model import Event, RecordedEvent
 from cqrs.store import validation
 from cqrs.store.event_store import EventStore, connection_of
 from cqrs.store.expected import StreamAppend
@@ -131,7 +133,8 @@ class _Known:
     """What the batch knows of one stream: its aggregate (``None``: no stream)."""
 
     aggregate: Aggregate | None
-    metadata: list[dict[str, str]] = attrs.Factory(list)  # one per pending event
+    # the pending events by command, in order: (that command's metadata, how many)
+    segments: list[tuple[dict[str, str], int]] = attrs.Factory(list)
 
 
 class _Batch:
@@ -271,7 +274,7 @@ class BatchUnitOfWork:
             if known is None:
                 known = self.batch.known[key] = _Known(None)
             known.aggregate = aggregate
-            known.metadata.extend([metadata] * new)
+            known.segments.append((metadata, new))
             segments.append((aggregate.stream_id, new))
         return segments
 
@@ -460,30 +463,35 @@ def _encoded(bus: CommandBus, ctx: CommandContext, result: Any) -> str | None:
 def _append(
     bus: CommandBus, batch: _Batch, conn: Connection
 ) -> dict[str, list[RecordedEvent[Event]]]:
-    """One ``append_many`` for every stream the kept commands changed."""
-    appends = []
+    """Append what the kept commands recorded: one ``append_many`` per round, round ``k``
+    holding the ``k``-th command's events of every stream (one round, mostly)."""
+    rounds: list[list[StreamAppend]] = []
     touched = []
     for known in batch.known.values():
         aggregate = known.aggregate
         if aggregate is None or not aggregate.pending_events:
             continue
-        events = [
-            NewEvent(event, metadata=meta)
-            for event, meta in zip(aggregate.pending_events, known.metadata, strict=True)
-        ]
-        appends.append(
-            StreamAppend(
-                aggregate.stream_id, events, expected_version=aggregate.loaded_version,
-                stream_type=aggregate.aggregate_type,
-            )
-        )  # fmt: skip
         touched.append(aggregate)
-    if not appends:
-        return {}
-    results = bus.store.append_many(conn, appends)
+        pending = aggregate.pending_events
+        at = 0
+        for k, (metadata, n) in enumerate(known.segments):
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(
+                StreamAppend(
+                    aggregate.stream_id, list(pending[at : at + n]),
+                    expected_version=aggregate.loaded_version + at,
+                    stream_type=aggregate.aggregate_type, metadata=metadata,
+                )
+            )  # fmt: skip
+            at += n
+    recorded: dict[str, list[RecordedEvent[Event]]] = {}
+    for appends in rounds:
+        for result in bus.store.append_many(conn, appends):
+            recorded.setdefault(result.stream_id, []).extend(result.recorded)
     for aggregate in touched:
         before = aggregate.loaded_version
         aggregate.mark_saved()
         if snapshot_due(type(aggregate), before, aggregate.version):
             bus.snapshots.save(conn, aggregate)
-    return {r.stream_id: list(r.recorded) for r in results}
+    return recorded
