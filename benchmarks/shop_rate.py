@@ -36,7 +36,7 @@ from examples.shop import migrate, queries
 from examples.shop.errors import ShopError
 from examples.shop.handlers import build_bus
 from examples.shop.projections import READ_MODELS, notifications, process_managers
-from examples.shop.workload import BurstResult, Carriers, OrderPlan, Workload, setup
+from examples.shop.workload import BurstResult, Carriers, OrderPlan, Workload, drive, setup
 
 # Every consumer, with or without a checkpoint yet (none: it is behind the whole log).
 LAG = text(
@@ -67,9 +67,10 @@ ORDER_EVENTS = text(
 SUMMARY = text("SELECT order_id, status, payment_status FROM order_summary")
 
 
-def consumer_groups(bus: CommandBus) -> list[list[Projection]]:
-    """The 12 consumers in the runner groups ``make demo`` uses (one runner a group)."""
-    stock, payment, fulfilment, compensation = process_managers(bus)
+def consumer_groups(bus: CommandBus, *, batched: bool = True) -> list[list[Projection]]:
+    """The 12 consumers in the runner groups ``make demo`` uses (one runner a group);
+    ``batched=False``: the process managers send each command alone (the old path)."""
+    stock, payment, fulfilment, compensation = process_managers(bus, batched=batched)
     half = len(READ_MODELS) // 2
     return [
         list(READ_MODELS[:half]),
@@ -409,6 +410,68 @@ def _report(
     emit("verified" if r.ok else "VERIFICATION FAILED")
 
 
+@attrs.frozen
+class CatchUp:
+    batched: bool
+    events: int  # events the consumers read through
+    commands: int  # commands the process managers dispatched
+    seconds: float
+    cpu: float  # this process's CPU seconds (every thread)
+
+
+def catch_up(url: str, orders: int, *, batched: bool, schema: str, seed: int = 42) -> CatchUp:
+    """Write ``orders`` with no consumer running, then time the 12 consumers (in their
+    runner groups) until all are at the head: wall and client CPU per dispatched command."""
+    engine = migrate.fresh_schema(url, schema, pool_size=12, max_overflow=4)
+    try:
+        with engine.connect() as conn:
+            migrate.upgrade(conn)
+        bus = build_bus()
+        plan = Workload.generate(orders, seed=seed)
+        setup(engine, bus, plan)
+        drive(engine, bus, plan, workers=4)
+        groups = consumer_groups(bus, batched=batched)
+        names = [p.name for g in groups for p in g]
+        stop = threading.Event()
+        runners = [ProjectionRunner(engine, g, poll_interval=0.05) for g in groups]
+        threads = [threading.Thread(target=r.run_forever, args=(stop,)) for r in runners]
+        started, cpu = time.perf_counter(), time.process_time()
+        for thread in threads:
+            thread.start()
+        try:
+            _drain(engine, names, 1800)
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+        with engine.connect() as conn:
+            after = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
+            commands = conn.execute(
+                text("SELECT count(*) FROM processed_commands WHERE command_id LIKE '%process:%'")
+            ).scalar_one()
+        return CatchUp(batched, int(after), int(commands), seconds, cpu)
+    finally:
+        engine.dispose()
+
+
+def compare(url: str, orders: int, repeat: int, schema: str, out: TextIO = sys.stdout) -> None:
+    """Interleaved A/B of the process managers' two paths (send, enqueue, send, ...)."""
+    rows: list[CatchUp] = []
+    for _ in range(repeat):
+        for batched in (False, True):
+            found = catch_up(url, orders, batched=batched, schema=schema)
+            rows.append(found)
+            print(
+                f"  {'enqueue' if batched else 'send   '}: {found.events} events, "
+                f"{found.commands} commands dispatched; consumers at the head in "
+                f"{found.seconds:.1f}s ({found.commands / found.seconds:.0f} commands/s), "
+                f"client CPU {found.cpu:.1f}s ({found.cpu / found.commands * 1000:.2f} ms a "
+                f"command), load {os.getloadavg()[0]:.2f}",
+                file=out, flush=True,
+            )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.shop_rate", description=__doc__)
     parser.add_argument("--rate", type=float, default=50, help="orders a second")
@@ -418,9 +481,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample", type=float, default=0.5, help="seconds between lag samples")
     parser.add_argument("--workers", type=int, default=4, help="writer threads")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--catch-up", type=int, default=0, metavar="ORDERS",
+        help="instead: write ORDERS with no consumer, then time the consumers catching up, "
+        "process managers sending each command alone vs in batches, interleaved",
+    )  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=2, help="A/B rounds of --catch-up")
     args = parser.parse_args(argv)
     logging.getLogger("cqrs.commands").setLevel(logging.ERROR)
+    logging.getLogger("cqrs.projections").setLevel(logging.ERROR)
     url = normalise_url(args.database_url) if args.database_url else database_url()
+    if args.catch_up:
+        compare(url, args.catch_up, args.repeat, args.schema)
+        return 0
     result = run(url, rate=args.rate, seconds=args.seconds, schema=args.schema, seed=args.seed,
                  sample=args.sample, workers=args.workers)  # fmt: skip
     return 0 if result.ok else 1
