@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 import attrs
 from sqlalchemy import Engine, text
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Session
 from cqrs import CommandBus
 from cqrs.config import normalise_url
 from cqrs.projections import Projection, ProjectionRunner
-from cqrs.testing import database_url
+from cqrs.testing import database_url, schema_engine
 from examples.shop import migrate, queries
 from examples.shop.errors import ShopError
 from examples.shop.handlers import build_bus
@@ -278,6 +279,8 @@ class RateResult:
     checks: tuple[Check, ...]
     load: tuple[float, float, float]
     errors: tuple[str, ...]
+    cpu: float = 0.0  # this process's CPU seconds while the orders were written
+    cpu_includes_runners: bool = True
 
     @property
     def ok(self) -> bool:
@@ -295,15 +298,19 @@ def run(
     workers: int = 4,
     drain_timeout: float = 600,
     out: TextIO = sys.stdout,
+    processes: bool = False,
 ) -> RateResult:
-    """One run; prints the report on ``out`` and answers the figures."""
+    """One run; prints the report on ``out`` and answers the figures. ``processes``: each
+    runner group in a process of its own (as ``cqrs projections run`` deploys them)
+    instead of a thread of this process (as ``make demo`` runs them)."""
     orders = max(1, round(rate * seconds))
     engine = migrate.fresh_schema(url, schema, pool_size=workers + 8, max_overflow=4)
     try:
         with engine.connect() as conn:
             migrate.upgrade(conn)
         return _run_on(engine, rate=rate, orders=orders, seed=seed, sample=sample,
-                       workers=workers, drain_timeout=drain_timeout, out=out)  # fmt: skip
+                       workers=workers, drain_timeout=drain_timeout, out=out,
+                       processes=processes)  # fmt: skip
     finally:
         engine.dispose()
 
@@ -318,6 +325,7 @@ def _run_on(
     workers: int,
     drain_timeout: float,
     out: TextIO,
+    processes: bool = False,
 ) -> RateResult:
     bus = build_bus()
     query_bus = queries.build_query_bus(engine)
@@ -326,17 +334,24 @@ def _run_on(
     stop = threading.Event()
     groups = consumer_groups(bus)
     names = [p.name for g in groups for p in g]
-    runners = [ProjectionRunner(engine, g, poll_interval=0.2) for g in groups]
-    threads = [threading.Thread(target=r.run_forever, args=(stop,), daemon=True) for r in runners]
+    if processes:
+        threads = _runner_processes(engine, len(groups))
+    else:
+        runners = [ProjectionRunner(engine, g, poll_interval=0.2) for g in groups]
+        threads = [
+            threading.Thread(target=r.run_forever, args=(stop,), daemon=True) for r in runners
+        ]
     for thread in threads:
         thread.start()
     carriers = Carriers(engine, bus, query_bus, workers=2).start()
     sampler = Sampler(engine, names, sample).start()
     burst = BurstResult()
     load_before = os.getloadavg()
+    cpu = time.process_time()
     try:
         written = write_at_rate(engine, bus, plan.orders, rate, burst, workers=workers)
         load_during = os.getloadavg()
+        cpu = time.process_time() - cpu
         ended = time.perf_counter()
         sampler.stop()  # lag percentiles cover the steady phase only
         caught_up = _drain(engine, names, drain_timeout)
@@ -347,14 +362,60 @@ def _run_on(
         stop.set()
         sampler.stop()
         for thread in threads:
+            if isinstance(thread, _RunnerProcess):
+                thread.stop()
             thread.join(timeout=60)
     checks = verify(engine, burst.orders_placed)
     result = RateResult(
         rate, orders, burst.orders_placed, written.orders / written.seconds, caught_up,
-        sampler.lags, tuple(checks), load_during, (*burst.errors, *carried.errors),
+        sampler.lags, tuple(checks), load_during, (*burst.errors, *carried.errors), cpu,
+        not processes,
     )  # fmt: skip
     _report(result, written, caught_up_all, load_before, out)
     return result
+
+
+def _runner_main(url: str, schema: str, group: int, stop: Any) -> None:
+    """A child process: run the runner of consumer group ``group`` until ``stop`` is set."""
+    logging.getLogger("cqrs.commands").setLevel(logging.ERROR)
+    logging.getLogger("cqrs.projections").setLevel(logging.ERROR)
+    engine = schema_engine(url, schema, pool_size=4)
+    runner = ProjectionRunner(engine, consumer_groups(build_bus())[group], poll_interval=0.2)
+    halt = threading.Event()
+    threading.Thread(target=lambda: (stop.wait(), halt.set()), daemon=True).start()
+    try:
+        runner.run_forever(halt)
+    finally:
+        engine.dispose()
+
+
+class _RunnerProcess:
+    """A runner group in a spawned process, started and joined like a thread."""
+
+    def __init__(self, url: str, schema: str, group: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._stop = ctx.Event()
+        self._process = ctx.Process(
+            target=_runner_main, args=(url, schema, group, self._stop), daemon=True
+        )
+
+    def start(self) -> None:
+        self._process.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+def _runner_processes(engine: Engine, groups: int) -> list[Any]:
+    url = engine.url.render_as_string(hide_password=False)
+    with engine.connect() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+    return [_RunnerProcess(url, schema, g) for g in range(groups)]
 
 
 def _drain(engine: Engine, names: Sequence[str], timeout: float) -> float:
@@ -387,6 +448,10 @@ def _report(
     emit(f"load average before {load_before[0]:.2f}, at the end of the writes "
          f"{r.load[0]:.2f} / {r.load[1]:.2f} / {r.load[2]:.2f} "
          "(1/5/15 min, 2 cores shared)")  # fmt: skip
+    emit(f"client CPU while writing: {r.cpu:.1f}s of this process "
+         f"({r.cpu / max(r.orders, 1) * 1000:.1f} ms an order; writers, carriers"
+         f"{'' if r.cpu_includes_runners else ' only, runners in their own processes'}"
+         f"{', runners' if r.cpu_includes_runners else ''})")  # fmt: skip
     emit(f"consumers at the head {r.caught_up:.1f}s after the last order "
          f"({caught_up_all:.1f}s with the carriers' last parcels)")  # fmt: skip
     emit()
@@ -487,6 +552,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "process managers sending each command alone vs in batches, interleaved",
     )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=2, help="A/B rounds of --catch-up")
+    parser.add_argument(
+        "--runner-processes", action="store_true",
+        help="each runner group in a process of its own (default: threads of this process, "
+        "as make demo runs them)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.getLogger("cqrs.commands").setLevel(logging.ERROR)
     logging.getLogger("cqrs.projections").setLevel(logging.ERROR)
@@ -495,7 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         compare(url, args.catch_up, args.repeat, args.schema)
         return 0
     result = run(url, rate=args.rate, seconds=args.seconds, schema=args.schema, seed=args.seed,
-                 sample=args.sample, workers=args.workers)  # fmt: skip
+                 sample=args.sample, workers=args.workers,
+                 processes=args.runner_processes)  # fmt: skip
     return 0 if result.ok else 1
 
 
