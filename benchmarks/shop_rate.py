@@ -382,7 +382,12 @@ def _runner_main(url: str, schema: str, group: int, stop: Any) -> None:
     engine = schema_engine(url, schema, pool_size=4)
     runner = ProjectionRunner(engine, consumer_groups(build_bus())[group], poll_interval=0.2)
     halt = threading.Event()
-    threading.Thread(target=lambda: (stop.wait(), halt.set()), daemon=True).start()
+
+    def watch() -> None:
+        stop.wait()
+        halt.set()
+
+    threading.Thread(target=watch, daemon=True).start()
     try:
         runner.run_forever(halt)
     finally:

@@ -9,6 +9,7 @@ import threading
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 from commands_domain import (
     Counter,
@@ -19,12 +20,14 @@ from commands_domain import (
     PlaceTwoThenFail,
     Receipt,
     ShipOrder,
+    SnappedOrder,
     make_bus,
 )
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from cqrs import CommandBus, CommandOutcome, EventStore, UnitOfWork
+from cqrs import CommandBus, CommandOutcome, EventStore, Repository, UnitOfWork
+from cqrs.aggregates.snapshots import SnapshotStore
 from cqrs.commands import BatchCommand
 from cqrs.errors import (
     AggregateError,
@@ -33,6 +36,12 @@ from cqrs.errors import (
     StreamAlreadyExists,
     StreamNotFound,
 )
+
+
+@attrs.frozen
+class AddItem:
+    order_id: str
+    sku: str
 
 
 def _ids(engine: Engine) -> list[str]:
@@ -257,3 +266,29 @@ def test_conflicts_give_up_after_the_attempts(cqrs_engine: Engine) -> None:
     with Session(cqrs_engine) as session, pytest.raises(ConcurrencyError):
         always.execute_batch([Increment("k-1")], session, attempts=2, sleep=lambda s: None)
     assert len(_stream(cqrs_engine, "counter-k-1")) == 3  # the other writer's two only
+
+
+def test_aggregates_with_snapshots_load_and_snapshot_in_a_batch(cqrs_engine: Engine) -> None:
+    """A class with ``snapshot_every`` loads through its snapshot and is snapshotted when one
+    is due, as through the single-command path."""
+    bus = CommandBus()
+
+    @bus.handles(AddItem)
+    def _add(cmd: AddItem, uow: UnitOfWork) -> int:
+        orders = uow.repository(SnappedOrder)
+        order = orders.get_or_none(cmd.order_id) or orders.create(cmd.order_id)
+        order.add_item(cmd.sku, 1)
+        return order.version
+
+    with Session(cqrs_engine) as session:
+        first = bus.execute_batch([AddItem("s-1", f"sku-{i}") for i in range(4)], session)
+        assert [_ok(r).result for r in first] == [1, 2, 3, 4]
+        second = bus.execute_batch([AddItem("s-1", "sku-9"), AddItem("s-2", "sku-0")], session)
+        assert [_ok(r).result for r in second] == [5, 1]
+    with cqrs_engine.connect() as conn:
+        snapshots = conn.execute(text("SELECT count(*) FROM snapshots")).scalar_one()
+        loaded = SnapshotStore().load(conn, SnappedOrder, "s-1")
+    assert snapshots >= 1 and loaded is not None and loaded.version >= 3
+    with Session(cqrs_engine) as session, session.begin():
+        order = Repository(SnappedOrder, session).get("s-1")
+    assert order.items == {"sku-0": 1, "sku-1": 1, "sku-2": 1, "sku-3": 1, "sku-9": 1}
