@@ -4,6 +4,7 @@ command follows the failure policy into dead_letters."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -430,6 +431,37 @@ def test_enqueued_commands_on_one_aggregate_apply_in_event_order(engine: Engine)
     assert [r.event.amount for r in requested] == list(range(1, 9))  # type: ignore[attr-defined]
     assert {r.stream_id for r in requested} == {Payment.stream_id_for("pay-all")}
     assert [r.version for r in requested] == list(range(1, 9))
+
+
+def test_a_fresh_transaction_conflict_reruns_the_batch_without_counting_a_failure(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The batch's transaction takes its id, then another writer appends to the stream the
+    queued command appends to and commits: AppendOrderConflict. The runner runs the batch
+    again at once (no failure logged, none counted by the policy) and it succeeds."""
+    bus = make_bus()
+    manager = ProcessManager("racing", bus, policy=FailurePolicy(retries=0, backoff=0.0))
+    raced: list[str] = []
+
+    @manager.on(OrderPlaced)
+    def _placed(r: RecordedEvent[OrderPlaced], ctx: ProjectionContext) -> None:
+        if not raced:
+            ctx.connection.execute(text("SELECT pg_current_xact_id()"))  # the id, taken now
+            with Session(engine) as elsewhere:
+                bus.execute(RequestPayment(r.event.order_id, 1), elsewhere)
+            raced.append(r.event.order_id)
+        manager.enqueue(ctx, r, RequestPayment(r.event.order_id, r.event.amount))
+
+    place(engine, ("o-1", 5))
+    with caplog.at_level(logging.DEBUG, logger="cqrs.projections"):
+        run(engine, manager)
+    assert raced == ["o-1"]
+    assert any("running the batch again" in m for m in caplog.messages)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    amounts = [r.event.amount for r in of_type(engine, PaymentRequested)]  # type: ignore[attr-defined]
+    assert amounts == [1, 5]  # the other writer's, then the manager's, once
+    assert [c for c in processed_commands(engine) if c.startswith("racing:")] != []
+    assert list_dead_letters(engine, "racing") == []
 
 
 def test_enqueue_outside_a_batch_is_refused(engine: Engine) -> None:
