@@ -248,15 +248,23 @@ class ProjectionRunner:
         """Drain every owned shard once; the number of events handled (applied or parked).
 
         A shard is drained when a batch comes back short of the batch size:
-        everything readable at that moment has been applied.
+        everything readable at that moment has been applied. Shards take turns,
+        one batch each, while any has more.
         """
         total = 0
-        for target in self.targets():
-            while not self.stop.is_set():
+        pending = self.targets()
+        # Round robin: one batch of each shard per pass, so a shard with a long backlog
+        # (always a full batch) does not keep the others of this runner waiting.
+        while pending and not self.stop.is_set():
+            full = []
+            for target in pending:
+                if self.stop.is_set():
+                    break
                 outcome = self.process(target)
                 total += outcome.processed
-                if not outcome.full:
-                    break
+                if outcome.full:
+                    full.append(target)
+            pending = full
         return total
 
     # -- loops -----------------------------------------------------------------
