@@ -292,3 +292,40 @@ def test_aggregates_with_snapshots_load_and_snapshot_in_a_batch(cqrs_engine: Eng
     with Session(cqrs_engine) as session, session.begin():
         order = Repository(SnappedOrder, session).get("s-1")
     assert order.items == {"sku-0": 1, "sku-1": 1, "sku-2": 1, "sku-3": 1, "sku-9": 1}
+
+
+@attrs.frozen
+class AddThenFail:
+    order_id: str
+    sku: str
+
+
+def test_a_failed_command_leaves_no_trace_on_an_aggregate_later_commands_use(
+    cqrs_engine: Engine,
+) -> None:
+    bus = CommandBus()
+
+    @bus.handles(AddItem)
+    def _add(cmd: AddItem, uow: UnitOfWork) -> dict[str, int]:
+        order = uow.repository(Order).get(cmd.order_id)
+        order.add_item(cmd.sku, 1)
+        return dict(order.items)
+
+    @bus.handles(AddThenFail)
+    def _add_then_fail(cmd: AddThenFail, uow: UnitOfWork) -> None:
+        uow.repository(Order).get(cmd.order_id).add_item(cmd.sku, 5)
+        raise OrderError("changed the order, then refused")
+
+    with Session(cqrs_engine) as session:
+        make_bus().execute(PlaceOrder("o-1", "c-1", Decimal(1)), session)
+        results = bus.execute_batch(
+            [AddItem("o-1", "a"), AddThenFail("o-1", "bad"), AddItem("o-1", "b"),
+             AddThenFail("o-1", "a"), AddItem("o-1", "a")],
+            session,
+        )  # fmt: skip
+    assert [r if isinstance(r, Exception) else _ok(r).result for r in results][::2] == [
+        {"a": 1}, {"a": 1, "b": 1}, {"a": 2, "b": 1},
+    ]  # fmt: skip
+    assert all(isinstance(r, OrderError) for r in results[1::2])
+    events = _stream(cqrs_engine, "order-o-1")
+    assert [(r.event.sku, r.version) for r in events[1:]] == [("a", 2), ("b", 3), ("a", 4)]
