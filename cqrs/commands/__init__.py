@@ -1,5 +1,6 @@
 """Public: the command bus, its middleware and the unit of work."""
 
+from cqrs.commands.batch import BatchCommand
 from cqrs.commands.bus import CommandBus
 from cqrs.commands.context import CommandContext, CommandOutcome
 from cqrs.commands.inline import InlineProjection
@@ -16,6 +17,7 @@ from cqrs.commands.transaction import run_in_transaction
 from cqrs.commands.unit_of_work import UnitOfWork
 
 __all__ = [
+    "BatchCommand",
     "CommandBus",
     "CommandContext",
     "CommandMetrics",

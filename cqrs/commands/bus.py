@@ -35,7 +35,8 @@ from sqlalchemy.orm import Session
 from cqrs.aggregates.repository import default_snapshots, default_store
 from cqrs.aggregates.snapshots import SnapshotStore
 from cqrs.binds import require_sync
-from cqrs.commands import idempotency, unavailable
+from cqrs.commands import batch, idempotency, unavailable
+from cqrs.commands.batch import BatchCommand
 from cqrs.commands.context import CommandContext, CommandOutcome
 from cqrs.commands.inline import InlineProjection
 from cqrs.commands.middleware import Middleware, Next, default_middleware
@@ -177,6 +178,41 @@ class CommandBus:
         for middleware in reversed(self.middleware):
             call = _chain(middleware, call)
         return call(ctx)
+
+    def execute_batch(
+        self,
+        commands: Sequence[BatchCommand | object],
+        session: Session,
+        *,
+        attempts: int = 5,
+        sleep: Callable[[float], None] | None = None,
+    ) -> list[CommandOutcome[Any] | Exception]:
+        """Run ``commands`` as ONE unit of work; answer an outcome or an error for each.
+
+        Each item is a command or a :class:`~cqrs.commands.batch.BatchCommand`
+        (a command with the ``command_id``, ``correlation_id`` and ``caused_by``
+        of :meth:`execute`). A handful of statements serve the whole batch: one
+        read of the command ids, the aggregates loaded in waves (one read per
+        wave), one ``append_many``, one insert of the command ids. Commands are
+        applied in order (several may change the same aggregate); one whose
+        handler raises fails alone, its error in its place of the answer, nothing
+        of it written. A conflict (a stream moved, a command id processed
+        meanwhile) rolls the batch back and runs it again, at most ``attempts``
+        times; inside the caller's transaction a conflict that needs a fresh
+        transaction (:class:`~cqrs.errors.AppendOrderConflict`) is raised for the
+        caller to rerun. Middleware does not run (see ``cqrs.commands.batch``)::
+
+            results = bus.execute_batch(
+                [BatchCommand(ReserveStock("o-1"), command_id="stock:o-1"), ShipOrder("o-2")],
+                session,
+            )
+        """
+        if not isinstance(session, Session):
+            raise InvalidInput(
+                f"execute_batch takes a sqlalchemy.orm.Session, got {type(session).__name__}"
+            )
+        require_sync(session, "CommandBus.execute_batch", "run it in AsyncSession.run_sync")
+        return batch.execute_batch(self, commands, session, attempts=attempts, sleep=sleep)
 
     def _run_once(self, ctx: CommandContext) -> CommandOutcome[Any]:
         """One transactional run: claim the id, handle, append, project, commit.

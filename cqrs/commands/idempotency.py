@@ -59,8 +59,18 @@ def store_result(
     A result jsonb cannot hold (not JSON, a NUL, a lone surrogate, nested
     deeper than ``max_depth``) raises a ``CqrsError`` before it is sent.
     """
+    payload = encode_result(command_id, result, converter, max_depth)
+    if payload is not None:
+        conn.execute(_STORE, {"cid": command_id, "result": payload})
+
+
+def encode_result(
+    command_id: str, result: Any, converter: cattrs.Converter, max_depth: int = 100
+) -> str | None:
+    """The JSON text ``processed_commands`` keeps for ``result`` (``None`` for ``None``);
+    raises a ``CqrsError`` for a result jsonb cannot hold (see :func:`store_result`)."""
     if result is None:
-        return
+        return None
     check_depth(result, max_depth, f"the result of command {command_id!r}")
     try:
         payload = json.dumps(
@@ -78,4 +88,4 @@ def store_result(
             f"the result of command {command_id!r} holds a NUL character (U+0000), which "
             "jsonb cannot store; strip it from the result"
         )
-    conn.execute(_STORE, {"cid": command_id, "result": payload})
+    return payload

@@ -18,6 +18,16 @@ twice::
 
 A failing command fails its batch like any handler error: the projection's
 ``FailurePolicy`` retries it, then parks the event in ``dead_letters``.
+
+:meth:`ProcessManager.enqueue` is the batched form of ``send``: the commands
+queued while the runner applies a batch run together at the end of it, through
+:meth:`CommandBus.execute_batch <cqrs.commands.CommandBus.execute_batch>`, in
+the same transaction as the checkpoint (a few statements for the whole batch
+instead of a few per command; same command ids, so exactly-once holds)::
+
+    @shipping.on(OrderPaid)
+    def _ship(r: RecordedEvent[OrderPaid], ctx: ProjectionContext) -> None:
+        shipping.enqueue(ctx, r, CreateShipment(r.event.order_id))
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from typing import Any
 from sqlalchemy import Connection, Table
 from sqlalchemy.orm import Session
 
+from cqrs.commands.batch import BatchCommand
 from cqrs.commands.bus import CommandBus
 from cqrs.commands.context import CommandOutcome
 from cqrs.errors import ProjectionError
@@ -38,6 +49,10 @@ from cqrs.projections.declarative import FailurePolicy, Model, Projection, Proje
 
 # Command ids sent during the current ``apply`` (per thread): one id per command.
 _sent: ContextVar[set[str] | None] = ContextVar("cqrs_process_manager_sent", default=None)
+# Commands queued by ``enqueue`` during the current ``apply`` (per thread).
+_queued: ContextVar[list[BatchCommand] | None] = ContextVar(
+    "cqrs_process_manager_queued", default=None
+)
 
 
 class ProcessManager(Projection):
@@ -101,6 +116,42 @@ class ProcessManager(Projection):
             outcome = shipping.send(ctx, r, CreateShipment(r.event.order_id))
             refund = shipping.send(ctx, r, RefundPayment(r.event.payment_id), key="refund")
         """
+        command_id = self._claim_id(recorded, key)
+        session = ctx.session
+        session.connection()  # join the batch transaction: the bus then uses a savepoint
+        return self.bus.execute(command, session, command_id=command_id, caused_by=recorded)
+
+    def enqueue(
+        self,
+        ctx: ProjectionContext,
+        recorded: RecordedEvent[Any],
+        command: object,
+        *,
+        key: str | None = None,
+    ) -> None:
+        """Queue ``command`` because of ``recorded``; it runs at the end of the batch.
+
+        Like :meth:`send` (same command id, correlation and causation), but the
+        commands queued while the runner applies one batch run together, in
+        order, through :meth:`CommandBus.execute_batch
+        <cqrs.commands.CommandBus.execute_batch>` once the batch's events are
+        handled, in the batch's transaction: they commit with the checkpoint or
+        not at all. A handler therefore does not see its own commands' effects
+        while the batch runs. A command that fails fails the batch like an error
+        of ``send`` (the failure policy retries it, then parks its event)::
+
+            shipping.enqueue(ctx, r, CreateShipment(r.event.order_id))
+        """
+        queued = _queued.get()
+        if queued is None:
+            raise ProjectionError(
+                f"process manager {self.name!r}: enqueue() works while the manager applies "
+                "events (in its handlers); call send() elsewhere"
+            )
+        command_id = self._claim_id(recorded, key)
+        queued.append(BatchCommand(command, command_id=command_id, caused_by=recorded))
+
+    def _claim_id(self, recorded: RecordedEvent[Any], key: str | None) -> str:
         command_id = self.command_id(recorded, key)
         sent = _sent.get()
         if sent is not None:
@@ -111,9 +162,7 @@ class ProcessManager(Projection):
                     "taken for a repeat of the first: pass key='...' to send() to tell them apart"
                 )
             sent.add(command_id)
-        session = ctx.session
-        session.connection()  # join the batch transaction: the bus then uses a savepoint
-        return self.bus.execute(command, session, command_id=command_id, caused_by=recorded)
+        return command_id
 
     def apply(
         self,
@@ -123,9 +172,31 @@ class ProcessManager(Projection):
         session: Session | None = None,
         table_map: Mapping[Table, Table] | None = None,
     ) -> int:
-        """Apply ``events`` like :meth:`Projection.apply`, checking that command ids differ."""
-        token = _sent.set(set())
+        """Apply ``events`` like :meth:`Projection.apply`, checking that command ids differ;
+        then run the commands the handlers queued (:meth:`enqueue`) as one batch."""
+        queued: list[BatchCommand] = []
+        token, queue_token = _sent.set(set()), _queued.set(queued)
         try:
-            return super().apply(connection, events, session=session, table_map=table_map)
+            statements = super().apply(connection, events, session=session, table_map=table_map)
         finally:
             _sent.reset(token)
+            _queued.reset(queue_token)
+        if queued:
+            self._run_queued(connection, queued, session)
+        return statements
+
+    def _run_queued(
+        self, connection: Connection, queued: list[BatchCommand], session: Session | None
+    ) -> None:
+        """Run the queued commands as one batch in the batch's transaction; raise the
+        first failure (it fails the runner batch, as a failing ``send`` does)."""
+        # "rollback_only": closing the session never rolls back the batch's work
+        own = session or Session(bind=connection, join_transaction_mode="rollback_only")
+        try:
+            own.connection()  # join the batch transaction: the bus then uses a savepoint
+            for result in self.bus.execute_batch(queued, own):
+                if isinstance(result, Exception):
+                    raise result
+        finally:
+            if session is None:
+                own.close()

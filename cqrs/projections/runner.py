@@ -29,7 +29,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from cqrs.backoff import delay as backoff_delay
 from cqrs.binds import require_sync
 from cqrs.config import Settings, check_notify_channel
-from cqrs.errors import DatabaseUnavailable, ProjectionError, ReadModelTimeout
+from cqrs.errors import (
+    AppendOrderConflict,
+    AppendRefused,
+    DatabaseUnavailable,
+    ProjectionError,
+    ReadModelTimeout,
+    TransactionConflict,
+)
 from cqrs.errortext import clip, describe
 from cqrs.events.model import START, Position
 from cqrs.projections import sql
@@ -65,6 +72,32 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, OperationalError | InterfaceError)
+
+
+FRESH_RERUNS = 50
+"""How many times in a row a batch reruns after conflicts only a fresh transaction resolves
+before they count as failures of the projection."""
+
+
+def needs_fresh_transaction(exc: BaseException) -> bool:
+    """A conflict that rerunning the batch in a new transaction resolves (not a failure).
+
+    A process manager's command refused by :class:`~cqrs.errors.AppendOrderConflict`
+    (another writer appended to its stream after the batch's transaction took its id)
+    or aborted by PostgreSQL (:class:`~cqrs.errors.TransactionConflict`): the rerun
+    takes a newer transaction id and succeeds.
+    """
+    if isinstance(exc, AppendOrderConflict | TransactionConflict):
+        return True
+    if isinstance(exc, AppendRefused):
+        return (
+            any(
+                isinstance(r, AppendOrderConflict | TransactionConflict)
+                for r in exc.refusals.values()
+            )
+            or exc.torn
+        )
+    return False
 
 
 class ProjectionRunner:
@@ -163,7 +196,7 @@ class ProjectionRunner:
 
     def _with_policy(self, target: Target) -> Outcome:
         policy = target.projection.policy
-        attempt = 0
+        attempt = fresh = 0
         while True:
             try:
                 if attempt > policy.retries:
@@ -175,6 +208,13 @@ class ProjectionRunner:
             except CheckpointMoved:
                 return Outcome(locked=False)
             except Exception as exc:
+                if needs_fresh_transaction(exc) and fresh < FRESH_RERUNS:
+                    fresh += 1  # the rolled-back batch reruns in a new transaction
+                    log.debug("projection %s shard %s: %s; running the batch again",
+                              target.checkpoint_name, target.shard, describe(exc))  # fmt: skip
+                    if self.stop.wait(backoff_delay(fresh, 0.002, 0.05)):
+                        return Outcome(locked=False)
+                    continue
                 if is_transient(exc) or attempt > policy.retries:
                     raise
                 attempt += 1
@@ -208,15 +248,23 @@ class ProjectionRunner:
         """Drain every owned shard once; the number of events handled (applied or parked).
 
         A shard is drained when a batch comes back short of the batch size:
-        everything readable at that moment has been applied.
+        everything readable at that moment has been applied. Shards take turns,
+        one batch each, while any has more.
         """
         total = 0
-        for target in self.targets():
-            while not self.stop.is_set():
+        pending = self.targets()
+        # Round robin: one batch of each shard per pass, so a shard with a long backlog
+        # (always a full batch) does not keep the others of this runner waiting.
+        while pending and not self.stop.is_set():
+            full = []
+            for target in pending:
+                if self.stop.is_set():
+                    break
                 outcome = self.process(target)
                 total += outcome.processed
-                if not outcome.full:
-                    break
+                if outcome.full:
+                    full.append(target)
+            pending = full
         return total
 
     # -- loops -----------------------------------------------------------------

@@ -307,8 +307,12 @@ def send_notifications(
 # -- process managers ---------------------------------------------------------------------------
 
 
-def process_managers(bus: CommandBus) -> tuple[ProcessManager, ...]:
+def process_managers(bus: CommandBus, *, batched: bool = True) -> tuple[ProcessManager, ...]:
     """The shop's process managers, dispatching through ``bus``.
+
+    ``batched`` (the default) queues each runner batch's commands and runs them
+    together at its end (``ProcessManager.enqueue``); ``False`` sends each
+    command as its event is handled (``send``), one savepoint each.
 
     * ``stock_process``: order placed -> reserve its stock; a product short ->
       cancel the order; order shipped -> take its stock off the shelves.
@@ -322,37 +326,45 @@ def process_managers(bus: CommandBus) -> tuple[ProcessManager, ...]:
     fulfilment = ProcessManager("fulfilment_process", bus)
     compensation = ProcessManager("compensation_process", bus)
 
+    def dispatch(manager: ProcessManager, ctx: ProjectionContext, r: Recorded, cmd: object) -> None:
+        if batched:
+            manager.enqueue(ctx, r, cmd)
+        else:
+            manager.send(ctx, r, cmd)
+
     @stock.on(OrderPlaced)
     def _reserve(r: RecordedEvent[OrderPlaced], ctx: ProjectionContext) -> None:
-        stock.send(ctx, r, ReserveStockForOrder(r.event.order_id))
+        dispatch(stock, ctx, r, ReserveStockForOrder(r.event.order_id))
 
     @stock.on(ReservationRejected)
     def _short(r: RecordedEvent[ReservationRejected], ctx: ProjectionContext) -> None:
         e = r.event
-        stock.send(ctx, r, CancelOrder(e.order_id, f"out of stock: {e.sku}", e.at))
+        dispatch(stock, ctx, r, CancelOrder(e.order_id, f"out of stock: {e.sku}", e.at))
 
     @stock.on(OrderShipped)
     def _shipped(r: RecordedEvent[OrderShipped], ctx: ProjectionContext) -> None:
-        stock.send(ctx, r, ShipOrderStock(r.event.order_id))
+        dispatch(stock, ctx, r, ShipOrderStock(r.event.order_id))
 
     @payment.on(PaymentCaptured)
     def _captured(r: RecordedEvent[PaymentCaptured], ctx: ProjectionContext) -> None:
         e = r.event
-        payment.send(ctx, r, MarkOrderPaid(e.order_id, e.payment_id, e.amount, e.captured_at))
+        dispatch(payment, ctx, r, MarkOrderPaid(e.order_id, e.payment_id, e.amount, e.captured_at))
 
     @payment.on(PaymentFailed)
     def _failed(r: RecordedEvent[PaymentFailed], ctx: ProjectionContext) -> None:
         e = r.event
-        payment.send(ctx, r, CancelOrder(e.order_id, f"payment failed: {e.reason}", e.failed_at))
+        dispatch(
+            payment, ctx, r, CancelOrder(e.order_id, f"payment failed: {e.reason}", e.failed_at)
+        )
 
     @fulfilment.on(OrderReadyToShip)
     def _ready(r: RecordedEvent[OrderReadyToShip], ctx: ProjectionContext) -> None:
-        fulfilment.send(ctx, r, CreateShipment(r.event.order_id))
+        dispatch(fulfilment, ctx, r, CreateShipment(r.event.order_id))
 
     @compensation.on(OrderCancelled)
     def _cancelled(r: RecordedEvent[OrderCancelled], ctx: ProjectionContext) -> None:
         e = r.event
-        compensation.send(ctx, r, CompensateCancelledOrder(e.order_id, e.cancelled_at))
+        dispatch(compensation, ctx, r, CompensateCancelledOrder(e.order_id, e.cancelled_at))
 
     return stock, payment, fulfilment, compensation
 

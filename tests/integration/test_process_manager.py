@@ -4,6 +4,7 @@ command follows the failure policy into dead_letters."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -151,20 +152,35 @@ def make_bus() -> CommandBus:
 
 
 def payments(
-    bus: CommandBus, outcomes: list[CommandOutcome[Any]] | None = None, **kwargs: Any
+    bus: CommandBus,
+    outcomes: list[CommandOutcome[Any]] | None = None,
+    *,
+    batched: bool = False,
+    **kwargs: Any,
 ) -> ProcessManager:
-    """Order placed -> request its payment; payment requested -> the order awaits it."""
+    """Order placed -> request its payment; payment requested -> the order awaits it.
+
+    ``batched``: the handlers ``enqueue`` (the batch's commands run together at its end).
+    """
     manager = ProcessManager("payments", bus, **kwargs)
 
     @manager.on(OrderPlaced)
     def _placed(r: RecordedEvent[OrderPlaced], ctx: ProjectionContext) -> None:
-        outcome = manager.send(ctx, r, RequestPayment(r.event.order_id, r.event.amount))
+        command = RequestPayment(r.event.order_id, r.event.amount)
+        if batched:
+            manager.enqueue(ctx, r, command)
+            return
+        outcome = manager.send(ctx, r, command)
         if outcomes is not None:
             outcomes.append(outcome)
 
     @manager.on(PaymentRequested)
     def _requested(r: RecordedEvent[PaymentRequested], ctx: ProjectionContext) -> None:
-        manager.send(ctx, r, AwaitPayment(r.event.order_id))
+        command = AwaitPayment(r.event.order_id)
+        if batched:
+            manager.enqueue(ctx, r, command)
+        else:
+            manager.send(ctx, r, command)
 
     return manager
 
@@ -240,9 +256,12 @@ def test_is_public() -> None:
     assert "ProcessManager" in cqrs.projections.__all__
 
 
-def test_one_command_per_event_and_a_checkpoint_reset_dispatches_nothing(engine: Engine) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["send", "enqueue"])
+def test_one_command_per_event_and_a_checkpoint_reset_dispatches_nothing(
+    engine: Engine, batched: bool
+) -> None:
     bus = make_bus()
-    manager = payments(bus)
+    manager = payments(bus, batched=batched)
     place(engine, ("o-1", 5), ("o-2", 7), ("o-3", 9))
     assert run(engine, manager) == 6  # 3 OrderPlaced, then the 3 PaymentRequested they caused
     placed = {r.event.order_id: r for r in of_type(engine, OrderPlaced)}  # type: ignore[attr-defined]
@@ -268,18 +287,22 @@ def test_one_command_per_event_and_a_checkpoint_reset_dispatches_nothing(engine:
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM checkpoints WHERE projection = 'payments'"))
     outcomes: list[CommandOutcome[Any]] = []
-    assert run(engine, payments(make_bus(), outcomes)) == 6  # every event handled again...
+    assert run(engine, payments(make_bus(), outcomes, batched=batched)) == 6  # all again...
     assert len(log(engine)) == count  # ...and every command was a repeat
-    assert [(o.replayed, o.recorded, o.result) for o in outcomes] == [
-        (True, (), f"pay-o-{i}") for i in (1, 2, 3)
-    ]
+    if not batched:
+        assert [(o.replayed, o.recorded, o.result) for o in outcomes] == [
+            (True, (), f"pay-o-{i}") for i in (1, 2, 3)
+        ]
     assert len(processed_commands(engine)) == 6
 
 
-def test_a_batch_rolled_back_mid_way_is_retried_without_duplicates(engine: Engine) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["send", "enqueue"])
+def test_a_batch_rolled_back_mid_way_is_retried_without_duplicates(
+    engine: Engine, batched: bool
+) -> None:
     """The batch dispatches o-1's command, then fails at o-2: everything rolls back (the
     command's events and its processed_commands row too); the retry dispatches each once."""
-    manager = payments(make_bus(), policy=FailurePolicy(retries=2, backoff=0.0))
+    manager = payments(make_bus(), batched=batched, policy=FailurePolicy(retries=2, backoff=0.0))
     calls: list[str] = []
 
     @manager.on(OrderPlaced)
@@ -326,8 +349,9 @@ def test_a_connection_killed_mid_batch_dispatches_each_command_once(engine: Engi
     assert list_dead_letters(engine, "payments") == []
 
 
-def test_a_failing_command_is_parked_by_the_failure_policy(engine: Engine) -> None:
-    manager = payments(make_bus(), policy=FailurePolicy(retries=1, backoff=0.0))
+@pytest.mark.parametrize("batched", [False, True], ids=["send", "enqueue"])
+def test_a_failing_command_is_parked_by_the_failure_policy(engine: Engine, batched: bool) -> None:
+    manager = payments(make_bus(), batched=batched, policy=FailurePolicy(retries=1, backoff=0.0))
     place(engine, ("o-1", 5), ("o-bad", 0), ("o-3", 9))
     run(engine, manager)
     letters = list_dead_letters(engine, "payments")
@@ -349,6 +373,103 @@ def test_a_failing_command_is_parked_by_the_failure_policy(engine: Engine) -> No
     assert sorted(r.event.order_id for r in of_type(engine, OrderAwaitingPayment)) == [  # type: ignore[attr-defined]
         "o-1", "o-3", "o-bad",
     ]  # fmt: skip
+
+
+def test_a_connection_killed_inside_the_command_batch_dispatches_each_command_once(
+    engine: Engine,
+) -> None:
+    """The queued commands run at the end of the runner batch: the database kills the
+    connection in the middle of them (o-1's command handled, o-2's running); the runner
+    reconnects, runs the batch again, and every command lands once."""
+    bus = make_bus()
+    killed: list[int] = []
+    handled: list[str] = []
+    request = bus.handler_for(RequestPayment)
+    killer = CommandBus()
+
+    @killer.handles(RequestPayment)
+    def _request(cmd: RequestPayment, uow: UnitOfWork) -> str:
+        handled.append(cmd.order_id)
+        if cmd.order_id == "o-2" and not killed:
+            conn = uow.session.connection()
+            killed.append(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        result: str = request(cmd, uow)
+        return result
+
+    killer.register(AwaitPayment, bus.handler_for(AwaitPayment))
+    manager = payments(killer, batched=True)
+    place(engine, ("o-1", 5), ("o-2", 7), ("o-3", 9))
+    run(engine, manager)
+    assert killed and handled.count("o-1") >= 2  # the batch ran again after the kill
+    requested = of_type(engine, PaymentRequested)
+    assert sorted(r.event.order_id for r in requested) == ["o-1", "o-2", "o-3"]  # type: ignore[attr-defined]
+    assert len(of_type(engine, OrderAwaitingPayment)) == 3
+    assert len(processed_commands(engine)) == 6
+    assert list_dead_letters(engine, "payments") == []
+
+
+def test_enqueued_commands_on_one_aggregate_apply_in_event_order(engine: Engine) -> None:
+    bus = make_bus()
+    manager = ProcessManager("ledger", bus, batch_size=100)
+    batches: list[int] = []
+
+    @manager.on(OrderPlaced)
+    def _placed(r: RecordedEvent[OrderPlaced], ctx: ProjectionContext) -> None:
+        manager.enqueue(ctx, r, RequestPayment("all", r.event.amount))
+
+    place(engine, *[(f"o-{i}", i) for i in range(1, 9)])
+    runner = ProjectionRunner(
+        engine, [manager], listen=False, on_batch=lambda t, o: batches.append(o.applied)
+    )
+    try:
+        runner.run_until_caught_up(timeout=30)
+    finally:
+        runner.close()
+    assert 8 in batches  # the eight commands ran in one batch
+    requested = of_type(engine, PaymentRequested)
+    assert [r.event.amount for r in requested] == list(range(1, 9))  # type: ignore[attr-defined]
+    assert {r.stream_id for r in requested} == {Payment.stream_id_for("pay-all")}
+    assert [r.version for r in requested] == list(range(1, 9))
+
+
+def test_a_fresh_transaction_conflict_reruns_the_batch_without_counting_a_failure(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The batch's transaction takes its id, then another writer appends to the stream the
+    queued command appends to and commits: AppendOrderConflict. The runner runs the batch
+    again at once (no failure logged, none counted by the policy) and it succeeds."""
+    bus = make_bus()
+    manager = ProcessManager("racing", bus, policy=FailurePolicy(retries=0, backoff=0.0))
+    raced: list[str] = []
+
+    @manager.on(OrderPlaced)
+    def _placed(r: RecordedEvent[OrderPlaced], ctx: ProjectionContext) -> None:
+        if not raced:
+            ctx.connection.execute(text("SELECT pg_current_xact_id()"))  # the id, taken now
+            with Session(engine) as elsewhere:
+                bus.execute(RequestPayment(r.event.order_id, 1), elsewhere)
+            raced.append(r.event.order_id)
+        manager.enqueue(ctx, r, RequestPayment(r.event.order_id, r.event.amount))
+
+    place(engine, ("o-1", 5))
+    with caplog.at_level(logging.DEBUG, logger="cqrs.projections"):
+        run(engine, manager)
+    assert raced == ["o-1"]
+    assert any("running the batch again" in m for m in caplog.messages)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    amounts = [r.event.amount for r in of_type(engine, PaymentRequested)]  # type: ignore[attr-defined]
+    assert amounts == [1, 5]  # the other writer's, then the manager's, once
+    assert [c for c in processed_commands(engine) if c.startswith("racing:")] != []
+    assert list_dead_letters(engine, "racing") == []
+
+
+def test_enqueue_outside_a_batch_is_refused(engine: Engine) -> None:
+    manager = payments(make_bus(), batched=True)
+    place(engine, ("o-1", 5))
+    cause = of_type(engine, OrderPlaced)[0]
+    with pytest.raises(ProjectionError, match="enqueue"):
+        manager.enqueue(None, cause, AwaitPayment("o-1"))  # type: ignore[arg-type]
 
 
 def test_two_commands_for_one_event_need_keys(engine: Engine) -> None:
