@@ -23,22 +23,54 @@ Reading jsonb back is the driver's job, or the store's fast path
 from __future__ import annotations
 
 import json
+import json.encoder
 from collections.abc import Callable
 from typing import Any
 
+# CPython's C encoder (None elsewhere: then JSONEncoder, the same text more slowly)
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_c_string: Callable[[str], str] = json.encoder.encode_basestring
+
 _OPTIONS: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False, "allow_nan": False}
+
+_refuse = json.JSONEncoder().default  # TypeError: "Object of type X is not JSON serializable"
 
 
 def encoder(default: Callable[[Any], Any] | None = None) -> Callable[[Any], str]:
     """A ``dumps`` with the convention and ``default`` for other types (as ``json.dumps``).
 
-    Build it once and keep it: ``json.dumps`` with options builds an encoder per call.
+    Build it once and keep it. It calls the C encoder ``json`` itself uses,
+    built once here: ``JSONEncoder.encode`` builds one per call, which cost
+    more than encoding a small event. Without the circular-reference table
+    (shared between threads it could report a cycle that is not there), a
+    value that refers to itself raises ``ValueError`` when the recursion
+    limit stops it.
 
     >>> from decimal import Decimal
     >>> encoder(default=str)({"n": 1, "total": Decimal("12.50")})
     '{"n":1,"total":"12.50"}'
+    >>> loop: list[object] = []
+    >>> loop.append(loop)
+    >>> dumps(loop)
+    Traceback (most recent call last):
+    ValueError: the value nests too deep for JSON, or refers to itself
     """
-    return json.JSONEncoder(default=default, **_OPTIONS).encode
+    if _c_make_encoder is None:  # pragma: no cover
+        return json.JSONEncoder(default=default, **_OPTIONS).encode
+    chunks = _c_make_encoder(
+        None, default or _refuse, _c_string, None, ":", ",", False, False, False
+    )
+    join = "".join
+
+    def encode(value: Any) -> str:
+        if type(value) is str:
+            return _c_string(value)
+        try:
+            return join(chunks(value, 0))
+        except RecursionError:
+            raise ValueError("the value nests too deep for JSON, or refers to itself") from None
+
+    return encode
 
 
 dumps = encoder()

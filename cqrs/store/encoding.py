@@ -27,7 +27,7 @@ import attrs
 from cqrs import errors
 from cqrs.config import Settings
 from cqrs.events.codec import EventCodec
-from cqrs.events.ids import uuid7
+from cqrs.events.ids import uuid7s
 from cqrs.events.model import Event, NewEvent
 from cqrs.store import validation
 
@@ -65,8 +65,18 @@ def encode_batch(
     batch = EncodedBatch()
     shared = dict(metadata or {})
     limit = settings.max_payload_bytes
+    encode = codec.encode
+    # Plain events (no NewEvent) share one metadata text, encoded once, and get
+    # their ids from one draw of randomness.
+    shared_meta = codec.encode_metadata(shared) if shared and events else "{}"
+    fresh = iter(uuid7s(sum(1 for item in events if not isinstance(item, NewEvent))))
+    ids, kept, metas, types = batch.ids, batch.events, batch.metadata, batch.types
+    versions, datas, texts = batch.schema_versions, batch.datas, batch.metas
     for item in events:
-        if isinstance(item, NewEvent):
+        if isinstance(item, Event):
+            event, event_id, meta = item, next(fresh), shared_meta
+            merged = dict(shared)
+        elif isinstance(item, NewEvent):
             event, event_id, own = item.event, item.event_id, item.metadata
             batch.explicit_ids = True
             if not isinstance(event_id, uuid.UUID):
@@ -74,25 +84,26 @@ def encode_batch(
                     f"NewEvent.event_id must be a uuid.UUID, got {event_id!r}; leave it out "
                     "for a fresh UUIDv7 or pass uuid.UUID(text)"
                 )
-        elif isinstance(item, Event):
-            event, event_id, own = item, uuid7(), {}
+            merged = {**shared, **own}
+            meta = codec.encode_metadata(merged) if own else shared_meta
         else:
             raise errors.InvalidInput(
                 f"append got {item!r}; pass instances of @event classes or NewEvent"
             )
-        name, version, data = codec.encode(event)
-        meta = codec.encode_metadata({**shared, **own}) if (shared or own) else "{}"
-        size = len(data.encode()) + len(meta.encode())
-        if size > limit:
-            raise errors.PayloadTooLarge(name, size, limit)
-        batch.events.append(event)
-        batch.metadata.append({**shared, **own})
-        batch.ids.append(event_id)
-        batch.types.append(name)
-        batch.schema_versions.append(version)
-        batch.datas.append(data)
-        batch.metas.append(meta)
-    if len(set(batch.ids)) != len(batch.ids):
+        name, version, data = encode(event)
+        # UTF-8 takes at most 4 bytes a character: count bytes only near the limit
+        if 4 * (len(data) + len(meta)) > limit:
+            size = len(data.encode()) + len(meta.encode())
+            if size > limit:
+                raise errors.PayloadTooLarge(name, size, limit)
+        kept.append(event)
+        metas.append(merged)
+        ids.append(event_id)
+        types.append(name)
+        versions.append(version)
+        datas.append(data)
+        texts.append(meta)
+    if batch.explicit_ids and len(set(ids)) != len(ids):
         raise errors.InvalidInput("the same event id appears twice in one append")
     validation.check_event_types(batch.types, settings)
     return batch

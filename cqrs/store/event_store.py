@@ -29,7 +29,7 @@ from cqrs.config import Settings
 from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
-from cqrs.store import bulk, driver, horizon, sql, validation
+from cqrs.store import arrays, bulk, driver, horizon, sql, validation
 from cqrs.store.consistency import inconsistency
 from cqrs.store.encoding import EncodedBatch, encode_batch
 from cqrs.store.expected import (
@@ -270,11 +270,16 @@ class EventStore:
                 data=batch.datas[0], meta=batch.metas[0],
             )  # fmt: skip
             return sql.APPEND_ONE[mode]
-        params.update(ids=batch.ids, types=batch.types, svs=batch.schema_versions)
         chars = sum(map(len, batch.datas)) + sum(map(len, batch.metas))
         if chars > sql.JSON_ARRAY_LIMIT:
+            params.update(ids=batch.ids, types=batch.types, svs=batch.schema_versions)
             params.update(datas=batch.datas, metas=batch.metas)
             return sql.APPEND_HUGE[mode]
+        params.update(
+            ids=arrays.uuids(batch.ids),
+            types=arrays.texts(batch.types),
+            svs=arrays.ints(batch.schema_versions),
+        )
         params.update(datas=f"[{','.join(batch.datas)}]", metas=f"[{','.join(batch.metas)}]")
         return sql.APPEND_MANY[mode]
 
@@ -489,17 +494,20 @@ def _many_params(
     the caller's order.
     """
     order = sorted(range(len(items)), key=lambda i: items[i].stream_id)
+    texts, ints = arrays.texts, arrays.ints
     params: dict[str, Any] = {
-        "sids": [items[i].stream_id for i in order],
-        "stypes": [items[i].stream_type or default_stream_type(items[i].stream_id) for i in order],
-        "ns": [len(batches[i].ids) for i in order],
-        "expecteds": [e if isinstance(e := expecteds[i], int) else None for i in order],
-        "modes": [_mode(expecteds[i]) for i in order],
-        "ids": [i for b in batches for i in b.ids],
-        "esids": [a.stream_id for a, b in zip(items, batches, strict=True) for _ in b.ids],
-        "ks": [k for b in batches for k in range(1, len(b.ids) + 1)],
-        "types": [t for b in batches for t in b.types],
-        "svs": [v for b in batches for v in b.schema_versions],
+        "sids": texts([items[i].stream_id for i in order]),
+        "stypes": texts(
+            [items[i].stream_type or default_stream_type(items[i].stream_id) for i in order]
+        ),
+        "ns": ints([len(batches[i].ids) for i in order]),
+        "expecteds": ints([e if isinstance(e := expecteds[i], int) else None for i in order]),
+        "modes": texts([_mode(expecteds[i]) for i in order]),
+        "ids": arrays.uuids([i for b in batches for i in b.ids]),
+        "esids": texts([a.stream_id for a, b in zip(items, batches, strict=True) for _ in b.ids]),
+        "ks": ints([k for b in batches for k in range(1, len(b.ids) + 1)]),
+        "types": texts([t for b in batches for t in b.types]),
+        "svs": ints([v for b in batches for v in b.schema_versions]),
     }
     params["datas"] = "[" + ",".join(d for b in batches for d in b.datas) + "]"
     params["metas"] = "[" + ",".join(m for b in batches for m in b.metas) + "]"

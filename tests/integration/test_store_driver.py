@@ -122,3 +122,28 @@ def test_a_connection_killed_mid_transaction_is_invalidated(
         store.append(conn, "note-5", [Noted(1)])
     assert _versions(cqrs_engine, "note-4") == []
     assert _versions(cqrs_engine, "note-5") == [1]
+
+
+def test_one_cursor_per_connection_and_none_kept_for_a_big_result(
+    cqrs_engine: Engine, store: EventStore
+) -> None:
+    from cqrs.store import driver
+
+    with cqrs_engine.connect() as conn:
+        store.append(conn, "note-c", [Noted(1)], expected_version=NO_STREAM)
+        psycopg_conn = conn.connection.driver_connection
+        first = driver._cursor(psycopg_conn)  # type: ignore[arg-type]
+        store.append(conn, "note-c", [Noted(2)], expected_version=1)
+        store.append(conn, "note-c", [Noted(n) for n in range(3, 6)], expected_version=2)
+        assert driver._cursor(psycopg_conn) is first  # type: ignore[arg-type]
+        # a statement that fails leaves the cursor usable for the next one
+        with pytest.raises(ConcurrencyError):
+            store.append(conn, "note-c", [Noted(9)], expected_version=1)
+        conn.rollback()
+        store.append(conn, "note-d", [Noted(n) for n in range(1, 1202)])
+        assert [e.version for e in store.read_stream(conn, "note-d")][-1] == 1201
+        assert first.closed  # the 1201-row result was not kept alive
+        store.append(conn, "note-d", [Noted(1202)], expected_version=1201)
+        assert driver._cursor(psycopg_conn) is not first  # type: ignore[arg-type]
+        conn.commit()
+    assert _versions(cqrs_engine, "note-d")[-1] == 1202

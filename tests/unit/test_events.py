@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
+import pickle
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -280,6 +282,24 @@ def test_uuid7_is_version_7_rfc_variant_and_time_ordered() -> None:
     assert millis == sorted(millis)
     now = int(datetime.now(UTC).timestamp() * 1000)
     assert abs(millis[-1] - now) < 60_000
+
+
+def test_uuid7_ids_built_without_init_behave_as_uuid_objects() -> None:
+    # ids are made without UUID.__init__ (cqrs.events.ids): they must be whole UUIDs
+    from cqrs.events.ids import uuid7s
+
+    for made in [uuid7(), *uuid7s(50)]:
+        again = uuid.UUID(str(made))
+        assert made == again and hash(made) == hash(again) and made.int == again.int
+        assert made.is_safe is uuid.SafeUUID.unknown
+        assert made.version == 7 and made.variant == uuid.RFC_4122
+        assert pickle.loads(pickle.dumps(made)) == made
+        assert copy.deepcopy(made) == made
+    batch = uuid7s(50)
+    assert len(set(batch)) == 50
+    assert len({u.int >> 80 for u in batch}) == 1  # one millisecond for the batch
+    with pytest.raises(TypeError):
+        batch[0].int = 5  # type: ignore[misc]  # still immutable
 
 
 def test_position_orders_by_transaction_then_sequence_and_round_trips() -> None:
