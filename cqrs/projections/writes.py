@@ -404,26 +404,32 @@ class _UpdatePlan:
     def _merged(self, run: Sequence[Write]) -> list[dict[str, Any]] | None:
         assert self.increments is not None
         table = self.table
+        increments = [
+            (f"d_{name}", bind.key, bind.value, table.c[name].type)
+            for name, bind in self.increments
+        ]
         rows: dict[Any, dict[str, Any]] = {}
         for w in run:
             key = _hashable(w.key)
             row = rows.get(key)
             if row is None:
                 row = rows[key] = {f"k_{i}": v for i, v in enumerate(w.key)}
-                for name, _ in self.increments:
-                    row[f"d_{name}"] = 0
-            row.update({f"v_{name}": v for name, v in w.values.items()})
-            for name, bind in self.increments:
-                delta = w.params.get(bind.key, bind.value)
-                if not _fits(delta, table.c[name].type):
+                for d, *_ in increments:
+                    row[d] = 0
+            for name, v in w.values.items():
+                row["v_" + name] = v
+            params = w.params
+            for d, bind, literal_value, type_ in increments:
+                delta = params.get(bind, literal_value)
+                if type(delta) is not int and not _fits(delta, type_):
                     return None
-                total = row[f"d_{name}"]
+                total = row[d]
                 if total is None or delta is None:
-                    row[f"d_{name}"] = None  # NULL + anything stays NULL
+                    row[d] = None  # NULL + anything stays NULL
                 elif (total > 0 > delta) or (total < 0 < delta):
                     return None  # mixed signs: the sum could hide an overflow in between
                 else:
-                    row[f"d_{name}"] = total + delta
+                    row[d] = total + delta
         return list(rows.values())
 
     def statement(self, merged: bool) -> Executable:
