@@ -23,6 +23,7 @@ payment streams).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -36,7 +37,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 from cqrs.errors import ProjectionError
 from cqrs.events.model import Event, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
-from cqrs.projections.expr import Expr, lift
+from cqrs.projections.expr import Expr, _Field, lift
 from cqrs.projections.writes import BatchWriter, Kind, Write
 
 EV = TypeVar("EV", bound=Event)
@@ -162,8 +163,37 @@ class _Rule:
     def _params(self) -> tuple[tuple[str, Callable[[Recorded], Any]], ...]:
         return tuple((name, expr.evaluate) for name, expr in self.params.items())
 
+    # The common rule maps event fields only (E.name): one attrgetter reads them all.
+    _fields: Callable[[Any], Any] | None = attrs.field(init=False)
+    _names: tuple[str, ...] = attrs.field(init=False)
+    _shape: tuple[Any, ...] = attrs.field(init=False)
+    _envelope_for: set[type[Any]] = attrs.field(init=False, factory=set)  # attrgetter fails
+
+    @_fields.default
+    def _field_getter(self) -> Callable[[Any], Any] | None:
+        names = [e.name for e in self.values.values() if type(e) is _Field]
+        if len(names) != len(self.values) or len(names) < 2:
+            return None
+        return operator.attrgetter(*names)
+
+    @_names.default
+    def _value_names(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    @_shape.default
+    def _write_shape(self) -> tuple[Any, ...]:
+        return (self.kind, self.table, tuple(self.values), tuple((n, id(e)) for n, e in self.sql))
+
     def __call__(self, recorded: Recorded, ctx: ProjectionContext) -> None:
-        plain = {name: get(recorded) for name, get in self._value_getters}
+        plain: dict[str, Any] | None = None
+        event = recorded.event
+        if self._fields is not None and type(event) not in self._envelope_for:
+            try:
+                plain = dict(zip(self._names, self._fields(event), strict=True))
+            except AttributeError:  # a name read from the envelope (E.version, ...)
+                self._envelope_for.add(type(event))
+        if plain is None:
+            plain = {name: get(recorded) for name, get in self._value_getters}
         # Most rules bind no event values inside SQL expressions: share one empty
         # mapping rather than allocate a dict per event (allocations feed the GC).
         params = (
@@ -175,7 +205,7 @@ class _Rule:
             key = tuple([plain[n] for n in self._pk])
         else:
             key = tuple([e.evaluate(recorded) for e in self.key])
-        ctx.writer.add(Write(self.kind, self.table, key, plain, self.sql, params))
+        ctx.writer.add(Write(self.kind, self.table, key, plain, self.sql, params, self._shape))
 
 
 class ProjectionContext:

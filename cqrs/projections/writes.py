@@ -79,8 +79,12 @@ class Write:
     values: Mapping[str, Any]
     sql: tuple[tuple[str, ColumnElement[Any]], ...] = ()
     params: Mapping[str, Any] = attrs.field(factory=dict)
+    # what shape() returns, when the maker knows it (a declarative rule: always the same)
+    known_shape: tuple[Any, ...] | None = attrs.field(default=None, eq=False, repr=False)
 
     def shape(self) -> tuple[Any, ...]:
+        if self.known_shape is not None:
+            return self.known_shape
         return (self.kind, self.table, tuple(self.values), tuple((n, id(e)) for n, e in self.sql))
 
 
