@@ -167,21 +167,22 @@ def batch_body(
     wanted = [r for r in read if r[_WANTED]]
     parked_streams = {r[at + 1] for r in wanted if r[_PARKED]}
     make = EventRow._make
-    events_of = [make(r[at:]) for r in wanted]
     applied = parked = 0
     errors: list[str] = []
     if isolate:
+        events_of = [make(r[at:]) for r in wanted]
         applied, parked = _isolated(
             conn, store, target, events_of, parked_streams, attempts, errors
         )
     else:
         live = []
-        for row in events_of:
-            if row.stream_id in parked_streams:
-                park(conn, target, row, PARKED_BEHIND, 0)
+        decode = store.decode
+        for r in wanted:
+            if parked_streams and r[at + 1] in parked_streams:
+                park(conn, target, make(r[at:]), PARKED_BEHIND, 0)
                 parked += 1
             else:
-                live.append(store.decode(row))
+                live.append(decode(r[at:]))  # the EventRow columns, as a plain tuple
         projection.apply(conn, live, table_map=target.table_map)
         applied = len(live)
     new, full, scanned = checkpoint, False, 0
