@@ -23,7 +23,7 @@ payment streams).
 
 from __future__ import annotations
 
-import operator
+import keyword
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -37,7 +37,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 from cqrs.errors import ProjectionError
 from cqrs.events.model import Event, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
-from cqrs.projections.expr import Expr, _Field, lift
+from cqrs.projections.expr import Expr, _Const, _Field, _never_has, lift
 from cqrs.projections.writes import BatchWriter, Kind, Write
 
 EV = TypeVar("EV", bound=Event)
@@ -163,36 +163,54 @@ class _Rule:
     def _params(self) -> tuple[tuple[str, Callable[[Recorded], Any]], ...]:
         return tuple((name, expr.evaluate) for name, expr in self.params.items())
 
-    # The common rule maps event fields only (E.name): one attrgetter reads them all.
-    _fields: Callable[[Any], Any] | None = attrs.field(init=False)
-    _names: tuple[str, ...] = attrs.field(init=False)
+    # Per event class, a generated function reading the rule's values in one go
+    # (``_reader``), or None where an expression needs the general path.
+    _readers: dict[type[Any], Callable[[Recorded], dict[str, Any]] | None] = attrs.field(
+        init=False, factory=dict
+    )
     _shape: tuple[Any, ...] = attrs.field(init=False)
-    _envelope_for: set[type[Any]] = attrs.field(init=False, factory=set)  # attrgetter fails
-
-    @_fields.default
-    def _field_getter(self) -> Callable[[Any], Any] | None:
-        names = [e.name for e in self.values.values() if type(e) is _Field]
-        if len(names) != len(self.values) or len(names) < 2:
-            return None
-        return operator.attrgetter(*names)
-
-    @_names.default
-    def _value_names(self) -> tuple[str, ...]:
-        return tuple(self.values)
 
     @_shape.default
     def _write_shape(self) -> tuple[Any, ...]:
         return (self.kind, self.table, tuple(self.values), tuple((n, id(e)) for n, e in self.sql))
 
+    def _reader(self, cls: type[Any]) -> Callable[[Recorded], dict[str, Any]] | None:
+        """``{column: value}`` of an event of ``cls`` as the expressions give it: ``E.name``
+        read straight from the event's attrs field or, where the class never has that
+        attribute, from the envelope (what ``E.name`` does after a failed lookup)."""
+        fields = attrs.fields_dict(cls) if attrs.has(cls) else {}
+        namespace: dict[str, Any] = {}
+        parts = []
+        for i, (column, expr) in enumerate(self.values.items()):
+            if type(expr) is _Field:
+                name = expr.name
+                if not name.isidentifier() or keyword.iskeyword(name):
+                    return None
+                if name in fields:
+                    parts.append(f"{column!r}: e.{name}")
+                elif _never_has(cls, name) and hasattr(RecordedEvent, name):
+                    parts.append(f"{column!r}: r.{name}")
+                else:
+                    return None
+            elif type(expr) is _Const:
+                namespace[f"c{i}"] = expr.value
+                parts.append(f"{column!r}: c{i}")
+            else:
+                namespace[f"g{i}"] = expr.evaluate
+                parts.append(f"{column!r}: g{i}(r)")
+        # The source holds column names only as repr() literals and identifiers.
+        exec(f"def read(r):\n    e = r.event\n    return {{{', '.join(parts)}}}", namespace)
+        return namespace["read"]  # type: ignore[no-any-return]
+
     def __call__(self, recorded: Recorded, ctx: ProjectionContext) -> None:
-        plain: dict[str, Any] | None = None
-        event = recorded.event
-        if self._fields is not None and type(event) not in self._envelope_for:
-            try:
-                plain = dict(zip(self._names, self._fields(event), strict=True))
-            except AttributeError:  # a name read from the envelope (E.version, ...)
-                self._envelope_for.add(type(event))
-        if plain is None:
+        cls = type(recorded.event)
+        try:
+            read = self._readers[cls]
+        except KeyError:
+            read = self._readers[cls] = self._reader(cls)
+        if read is not None:
+            plain = read(recorded)
+        else:
             plain = {name: get(recorded) for name, get in self._value_getters}
         # Most rules bind no event values inside SQL expressions: share one empty
         # mapping rather than allocate a dict per event (allocations feed the GC).
