@@ -22,7 +22,7 @@ from cqrs.projections import sql
 from cqrs.projections.declarative import Projection
 from cqrs.store import driver
 from cqrs.store.event_store import EventStore
-from cqrs.store.rows import EventRow
+from cqrs.store.rows import EventRow, gc_paused
 
 PARKED_BEHIND = "parked behind an earlier failure in this stream"
 
@@ -177,12 +177,13 @@ def batch_body(
     else:
         live = []
         decode = store.decode
-        for r in wanted:
-            if parked_streams and r[at + 1] in parked_streams:
-                park(conn, target, make(r[at:]), PARKED_BEHIND, 0)
-                parked += 1
-            else:
-                live.append(decode(r[at:]))  # the EventRow columns, as a plain tuple
+        with gc_paused():
+            for r in wanted:
+                if parked_streams and r[at + 1] in parked_streams:
+                    park(conn, target, make(r[at:]), PARKED_BEHIND, 0)
+                    parked += 1
+                else:
+                    live.append(decode(r[at:]))  # the EventRow columns, as a plain tuple
         projection.apply(conn, live, table_map=target.table_map)
         applied = len(live)
     new, full, scanned = checkpoint, False, 0

@@ -43,7 +43,7 @@ from cqrs.store.expected import (
     holds,
 )
 from cqrs.store.expected import check as check_expected
-from cqrs.store.rows import decode_row
+from cqrs.store.rows import decode_row, gc_paused
 
 Executor = Session | Connection
 
@@ -366,10 +366,11 @@ class EventStore:
 
     def _decode_all(self, rows: Sequence[Sequence[Any]]) -> list[RecordedEvent[Event]]:
         """``decode`` of each row (one call less per event unless a subclass overrides it)."""
-        if type(self).decode is not EventStore.decode:
-            return [self.decode(row) for row in rows]
-        codec = self.codec
-        return [decode_row(codec, row) for row in rows]
+        with gc_paused():
+            if type(self).decode is not EventStore.decode:
+                return [self.decode(row) for row in rows]
+            codec = self.codec
+            return [decode_row(codec, row) for row in rows]
 
     # -- input checks --------------------------------------------------------
 
