@@ -194,6 +194,84 @@ def projection_throughput(ctx: Context) -> Iterator[Sides]:
         app.close()
 
 
+def _counters_model(name: str) -> Table:
+    return Table(
+        name,
+        MetaData(),
+        Column("account_id", Text, primary_key=True),
+        Column("deposits", Integer, nullable=False),
+        Column("total", Numeric(12, 2), nullable=False),
+        Column("last_ref", Text, nullable=False),
+    )
+
+
+def _counters_projection(table: Table) -> Projection:
+    """The docs' counter idiom: ``.update(n=Model.n + 1, ...)`` on an existing row."""
+    p = Projection("bench_counters", table, batch_size=BATCH, registry=registry)
+    p.on(Deposited).update(
+        key=E.account_id,
+        deposits=table.c.deposits + 1,
+        total=table.c.total + E.amount,
+        last_ref=E.reference,
+    )
+    return p
+
+
+@scenario("projection counters", target=0.6, size=20000, quick_size=2000)
+def projection_counters(ctx: Context) -> Iterator[Sides]:
+    """Replay the log into a counter read model (``items + 1`` style updates), 500 a batch.
+
+    Every account's row exists at zero before a replay (both sides create them in
+    the timed part, one statement each); each deposit adds 1 and its amount and
+    sets the last reference. Raw: per batch, one ``unnest`` UPDATE of the counts
+    and sums it added up itself. No eventsourcing side.
+    """
+    table = _counters_model("bench_counters_cqrs")
+    with ctx.engine.begin() as conn:
+        table.create(conn)
+    conn = ctx.raw_connection(autocommit=True)
+    raw.create_tables(conn)
+    conn.execute(raw.COUNTERS_MODEL.format(table="bench_counters_raw"))
+    _seed(ctx, ctx.size, conn)
+    accounts_n, plan = _plan(ctx.size)
+    accounts = [f"acct-{n}" for n in range(accounts_n)]
+    projection = _counters_projection(table)
+    applied: dict[str, list[int]] = {"c": [], "r": []}
+
+    def cqrs(rep: int) -> int:
+        with ctx.engine.begin() as c:
+            c.execute(text("TRUNCATE bench_counters_cqrs"))
+            c.execute(text("DELETE FROM checkpoints WHERE projection = 'bench_counters'"))
+            c.execute(table.insert(), [{"account_id": a, "deposits": 0, "total": 0,
+                                        "last_ref": ""} for a in accounts])  # fmt: skip
+        runner = ProjectionRunner(ctx.engine, [projection], listen=False)
+        applied["c"].append(runner.run_until_caught_up())
+        runner.close()
+        return applied["c"][-1]
+
+    def baseline(rep: int) -> int:
+        applied["r"].append(
+            raw.project_counters(conn, "bench_counters_raw", "bench_counters", BATCH, accounts)
+        )
+        return applied["r"][-1]
+
+    def verify() -> None:
+        counts: dict[str, int] = {}
+        last: dict[str, str] = {}
+        for n, sid in enumerate(plan):
+            counts[sid] = counts.get(sid, 0) + EVENTS_PER_APPEND
+            last[sid] = f"ref-{n * EVENTS_PER_APPEND + EVENTS_PER_APPEND - 1}"
+        want = sorted((a, counts[a], AMOUNT * counts[a], last[a]) for a in counts)
+        for side, name in [("c", "bench_counters_cqrs"), ("r", "bench_counters_raw")]:
+            check_read_model(ctx, name, want)
+            ctx.expect(f"replays by {side}", ctx.repeat, len(applied[side]))
+            for n in applied[side]:
+                ctx.expect(f"events applied by {side} in one replay", len(plan) * 10, n)
+
+    with conn:
+        yield Sides(cqrs, baseline, verify)
+
+
 @scenario("rare-type catch-up (1 %)", target=None, size=100_000, quick_size=10_000)
 def rare_type_catch_up(ctx: Context) -> Iterator[Sides]:
     """Catch up over a log where 1 in 100 events is one the projection handles (with ANALYZE).

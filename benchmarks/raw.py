@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -184,6 +185,59 @@ def project(conn: Conn, table: str, name: str, batch: int, *, only_type: bool = 
                     done += 1
             if last:
                 conn.execute(upsert, [list(col) for col in zip(*last.values(), strict=True)])
+            conn.execute(
+                "UPDATE raw_checkpoints SET position = %s WHERE name = %s", (rows[-1][0], name)
+            )
+
+
+COUNTERS_MODEL = (
+    "CREATE TABLE {table} (account_id text PRIMARY KEY, deposits integer NOT NULL, "
+    "total numeric(12, 2) NOT NULL, last_ref text NOT NULL)"
+)
+COUNTERS_UPDATE = (
+    "UPDATE {table} AS t SET deposits = t.deposits + u.n, total = t.total + u.s, "
+    "last_ref = u.r FROM unnest(%s::text[], %s::int[], %s::numeric[], %s::text[]) "
+    "AS u(a, n, s, r) WHERE t.account_id = u.a"
+)
+
+
+def project_counters(conn: Conn, table: str, name: str, batch: int, accounts: list[str]) -> int:
+    """The counter idiom by hand: replay ``raw_events`` into ``table`` (one row per
+    account, created at zero first); per batch, one ``unnest`` UPDATE adding each
+    account's count and sum of the batch and setting its last reference."""
+    update = COUNTERS_UPDATE.format(table=table)
+    with conn.transaction():
+        conn.execute(f"TRUNCATE {table}")
+        with conn.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
+            for account in accounts:
+                copy.write_row((account, 0, 0, ""))
+        conn.execute(
+            "INSERT INTO raw_checkpoints VALUES (%s, 0) "
+            "ON CONFLICT (name) DO UPDATE SET position = 0",
+            (name,),
+        )
+    done = 0
+    while True:
+        with conn.transaction():
+            (after,) = conn.execute(
+                "SELECT position FROM raw_checkpoints WHERE name = %s FOR UPDATE", (name,)
+            ).fetchone() or (0,)
+            rows = read_page(conn, after, batch)
+            if not rows:
+                return done
+            sums: dict[str, list[Any]] = {}
+            for _, _, _, etype, d in rows:
+                if etype == DEPOSITED:
+                    key = d["account_id"]
+                    acc = sums.get(key)
+                    if acc is None:
+                        acc = sums[key] = [key, 0, 0, ""]
+                    acc[1] += 1
+                    acc[2] += Decimal(d["amount"])
+                    acc[3] = d["reference"]
+                    done += 1
+            if sums:
+                conn.execute(update, [list(col) for col in zip(*sums.values(), strict=True)])
             conn.execute(
                 "UPDATE raw_checkpoints SET position = %s WHERE name = %s", (rows[-1][0], name)
             )

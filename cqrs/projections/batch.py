@@ -20,13 +20,19 @@ from cqrs.errortext import clip, describe
 from cqrs.events.model import START, Position
 from cqrs.projections import sql
 from cqrs.projections.declarative import Projection
+from cqrs.store import driver
 from cqrs.store.event_store import EventStore
-from cqrs.store.rows import EventRow
+from cqrs.store.rows import EventRow, gc_paused
 
 PARKED_BEHIND = "parked behind an earlier failure in this stream"
 
 # A batch reads at most this many times ``limit`` events of the log (next_scan).
 SCAN_AHEAD = 64
+
+# Where the head columns of a batch row are (sql.BATCH_HEAD).
+_PARKED, _WANTED, _PLACE, _LAST = (
+    sql.BATCH_HEAD.index(c) for c in ("parked", "wanted", "place", "last")
+)
 
 
 @attrs.frozen
@@ -144,42 +150,49 @@ def batch_body(
         "p": name, "s": shard, "lim": limit, "scan": scan, "types": types,
         "shards": target.shard_count, "fast": not target.durable,
     }  # fmt: skip
-    rows = conn.execute(sql.READ_BATCH[(types is not None, sharded)], params).all()
-    head = rows[0]  # every row carries the lock, the horizon and the checkpoint
-    if not head.locked:
+    # Tuples straight from psycopg (the store's driver): SQLAlchemy's Row objects cost
+    # about a tenth of a batch's client time. Columns: sql.BATCH_HEAD, then EventRow.
+    rows = driver.rows(conn, sql.READ_BATCH[(types is not None, sharded)], params)
+    locked, horizon_text, checkpoint_xid, checkpoint_position = rows[0][:4]
+    if not locked:
         return Outcome(locked=False)
-    horizon = int(head.horizon)
-    if head.checkpoint_xid is None:
+    horizon = int(horizon_text)
+    if checkpoint_xid is None:
         conn.execute(sql.ENSURE_CHECKPOINT, {"p": name, "s": shard})
         checkpoint = START
     else:
-        checkpoint = Position(int(head.checkpoint_xid), int(head.checkpoint_position))
-    read = [r for r in rows if r.event_id is not None]  # none when nothing was read
-    wanted = [r for r in read if r.wanted]
-    parked_streams = {r.stream_id for r in wanted if r.parked}
-    events_of = [EventRow._make(r[sql.EVENT_AT :]) for r in wanted]
+        checkpoint = Position(int(checkpoint_xid), int(checkpoint_position))
+    at = sql.EVENT_AT
+    read = [r for r in rows if r[at] is not None]  # none when nothing was read
+    wanted = [r for r in read if r[_WANTED]]
+    parked_streams = {r[at + 1] for r in wanted if r[_PARKED]}
+    make = EventRow._make
     applied = parked = 0
     errors: list[str] = []
     if isolate:
+        events_of = [make(r[at:]) for r in wanted]
         applied, parked = _isolated(
             conn, store, target, events_of, parked_streams, attempts, errors
         )
     else:
         live = []
-        for row in events_of:
-            if row.stream_id in parked_streams:
-                park(conn, target, row, PARKED_BEHIND, 0)
-                parked += 1
-            else:
-                live.append(store.decode(row))
+        decode = store.decode
+        with gc_paused():
+            for r in wanted:
+                if parked_streams and r[at + 1] in parked_streams:
+                    park(conn, target, make(r[at:]), PARKED_BEHIND, 0)
+                    parked += 1
+                else:
+                    live.append(decode(r[at:]))  # the EventRow columns, as a plain tuple
         projection.apply(conn, live, table_map=target.table_map)
         applied = len(live)
     new, full, scanned = checkpoint, False, 0
     if read:  # past the events the projection skips too
         last = read[-1]
-        new, scanned = Position(int(last.xid), int(last.global_position)), int(last.place)
+        row = make(last[at:])
+        new, scanned = Position(int(row.xid), int(row.global_position)), int(last[_PLACE])
         # More to read: limit events came before the window's end, or the window was full.
-        full = not last.last or scanned >= scan
+        full = not last[_LAST] or scanned >= scan
     if not full:
         new = max(new, Position(horizon - 1, sql.MAX_POSITION))
     if new != checkpoint:

@@ -23,6 +23,7 @@ payment streams).
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -36,7 +37,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 from cqrs.errors import ProjectionError
 from cqrs.events.model import Event, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
-from cqrs.projections.expr import Expr, lift
+from cqrs.projections.expr import Expr, _Const, _Field, _never_has, lift
 from cqrs.projections.writes import BatchWriter, Kind, Write
 
 EV = TypeVar("EV", bound=Event)
@@ -162,8 +163,55 @@ class _Rule:
     def _params(self) -> tuple[tuple[str, Callable[[Recorded], Any]], ...]:
         return tuple((name, expr.evaluate) for name, expr in self.params.items())
 
+    # Per event class, a generated function reading the rule's values in one go
+    # (``_reader``), or None where an expression needs the general path.
+    _readers: dict[type[Any], Callable[[Recorded], dict[str, Any]] | None] = attrs.field(
+        init=False, factory=dict
+    )
+    _shape: tuple[Any, ...] = attrs.field(init=False)
+
+    @_shape.default
+    def _write_shape(self) -> tuple[Any, ...]:
+        return (self.kind, self.table, tuple(self.values), tuple((n, id(e)) for n, e in self.sql))
+
+    def _reader(self, cls: type[Any]) -> Callable[[Recorded], dict[str, Any]] | None:
+        """``{column: value}`` of an event of ``cls`` as the expressions give it: ``E.name``
+        read straight from the event's attrs field or, where the class never has that
+        attribute, from the envelope (what ``E.name`` does after a failed lookup)."""
+        fields = attrs.fields_dict(cls) if attrs.has(cls) else {}
+        namespace: dict[str, Any] = {}
+        parts = []
+        for i, (column, expr) in enumerate(self.values.items()):
+            if type(expr) is _Field:
+                name = expr.name
+                if not name.isidentifier() or keyword.iskeyword(name):
+                    return None
+                if name in fields:
+                    parts.append(f"{column!r}: e.{name}")
+                elif _never_has(cls, name) and hasattr(RecordedEvent, name):
+                    parts.append(f"{column!r}: r.{name}")
+                else:
+                    return None
+            elif type(expr) is _Const:
+                namespace[f"c{i}"] = expr.value
+                parts.append(f"{column!r}: c{i}")
+            else:
+                namespace[f"g{i}"] = expr.evaluate
+                parts.append(f"{column!r}: g{i}(r)")
+        # The source holds column names only as repr() literals and identifiers.
+        exec(f"def read(r):\n    e = r.event\n    return {{{', '.join(parts)}}}", namespace)
+        return namespace["read"]  # type: ignore[no-any-return]
+
     def __call__(self, recorded: Recorded, ctx: ProjectionContext) -> None:
-        plain = {name: get(recorded) for name, get in self._value_getters}
+        cls = type(recorded.event)
+        try:
+            read = self._readers[cls]
+        except KeyError:
+            read = self._readers[cls] = self._reader(cls)
+        if read is not None:
+            plain = read(recorded)
+        else:
+            plain = {name: get(recorded) for name, get in self._value_getters}
         # Most rules bind no event values inside SQL expressions: share one empty
         # mapping rather than allocate a dict per event (allocations feed the GC).
         params = (
@@ -175,7 +223,7 @@ class _Rule:
             key = tuple([plain[n] for n in self._pk])
         else:
             key = tuple([e.evaluate(recorded) for e in self.key])
-        ctx.writer.add(Write(self.kind, self.table, key, plain, self.sql, params))
+        ctx.writer.add(Write(self.kind, self.table, key, plain, self.sql, params, self._shape))
 
 
 class ProjectionContext:

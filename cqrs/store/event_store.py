@@ -43,7 +43,7 @@ from cqrs.store.expected import (
     holds,
 )
 from cqrs.store.expected import check as check_expected
-from cqrs.store.rows import decode_row
+from cqrs.store.rows import decode_row, gc_paused
 
 Executor = Session | Connection
 
@@ -322,7 +322,7 @@ class EventStore:
         rows = driver.rows(conn, sql.READ_STREAM, params)
         if not rows and self.stream_info(conn, stream_id) is None:
             raise errors.StreamNotFound(stream_id)
-        return [self.decode(row) for row in rows]
+        return self._decode_all(rows)
 
     def read_all(
         self,
@@ -350,8 +350,8 @@ class EventStore:
         if types is not None:
             params["types"] = types
             statement = sql.READ_ALL_TYPES
-        rows = connection_of(executor).execute(statement, params).all()
-        return [self.decode(row) for row in rows]
+        rows = driver.rows(connection_of(executor), statement, params)
+        return self._decode_all(rows)
 
     def head(self, executor: Executor) -> Position:
         """The position of the newest event written (committed or not yet readable)."""
@@ -368,6 +368,14 @@ class EventStore:
     def decode(self, row: Sequence[Any]) -> RecordedEvent[Event]:
         """Turn a row selected as :class:`~cqrs.store.rows.EventRow` into a ``RecordedEvent``."""
         return decode_row(self.codec, row)
+
+    def _decode_all(self, rows: Sequence[Sequence[Any]]) -> list[RecordedEvent[Event]]:
+        """``decode`` of each row (one call less per event unless a subclass overrides it)."""
+        with gc_paused():
+            if type(self).decode is not EventStore.decode:
+                return [self.decode(row) for row in rows]
+            codec = self.codec
+            return [decode_row(codec, row) for row in rows]
 
     # -- input checks --------------------------------------------------------
 

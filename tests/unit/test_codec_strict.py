@@ -377,3 +377,74 @@ def test_round_trip_of_valid_events() -> None:
     back = codec.decode(name, sv, json.loads(text), stream_id="s", position=1)
     assert back == attrs.evolve(good, tags=("a", "b"))
     assert codec.encode(Measure(3)) == ("strict.measure", 1, '{"ratio":3}')
+
+
+# -- the slot-by-slot fast path (strict.slot_setters) ------------------------------------
+
+fast_registry = EventRegistry()
+
+
+@event("fast.plain", registry=fast_registry)
+class FastPlain(Event):
+    name: str
+    amount: Decimal
+    at: datetime
+
+
+@event("fast.validated", registry=fast_registry)
+class FastValidated(Event):
+    n: int = attrs.field(validator=attrs.validators.gt(0))
+
+
+@event("fast.post_init", registry=fast_registry)
+class FastPostInit(Event):
+    n: int
+
+    def __attrs_post_init__(self) -> None:
+        if self.n == 13:
+            raise ValueError("unlucky")
+
+
+@event("fast.converted", registry=fast_registry)
+class FastConverted(Event):
+    name: str = attrs.field(converter=str.strip)
+
+
+@event("fast.defaulted", registry=fast_registry)
+class FastDefaulted(Event):
+    tags: tuple[str, ...] = attrs.field(factory=tuple)
+
+
+def test_slot_setters_only_for_an_init_that_just_sets_the_fields() -> None:
+    from cqrs.events.strict import slot_setters
+
+    assert slot_setters(FastPlain, ["name", "amount", "at"]) is not None
+    assert slot_setters(FastValidated, ["n"]) is None
+    assert slot_setters(FastPostInit, ["n"]) is None
+    assert slot_setters(FastConverted, ["name"]) is None
+    assert slot_setters(FastDefaulted, ["tags"]) is None
+    assert slot_setters(FastPlain, ["name", "amount"]) is None  # not every field
+
+
+def test_the_fast_path_builds_what_the_init_builds() -> None:
+    codec = EventCodec(fast_registry)
+    stamp = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
+    doc = {"name": "a", "amount": "1.50", "at": stamp.isoformat()}
+    got = codec.decode("fast.plain", 1, doc, stream_id="s", position=1)
+    want = FastPlain("a", Decimal("1.50"), stamp)
+    assert got == want and hash(got) == hash(want) and repr(got) == repr(want)
+    assert type(got) is FastPlain and got.at.tzinfo is UTC
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        got.name = "b"  # type: ignore[misc]
+
+
+def test_classes_with_init_logic_still_run_it_on_decode() -> None:
+    codec = EventCodec(fast_registry)
+    with pytest.raises(EventDecodeError, match="refused"):
+        codec.decode("fast.validated", 1, {"n": 0}, stream_id="s", position=1)
+    with pytest.raises(EventDecodeError, match="unlucky"):
+        codec.decode("fast.post_init", 1, {"n": 13}, stream_id="s", position=1)
+    assert codec.decode("fast.converted", 1, {"name": " x "}, stream_id="s", position=1) == (
+        FastConverted("x")
+    )
+    assert codec.decode("fast.defaulted", 1, {}, stream_id="s", position=1) == FastDefaulted()
