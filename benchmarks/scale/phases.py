@@ -155,6 +155,9 @@ def load_raw(ctx: Ctx, start: int, stop: int) -> dict[str, Any]:
                     for k in range(PER_STREAM)
                 ),
             )
+            done = min(stop, first + per_copy) * PER_STREAM
+            if done % 1_000_000 == 0:
+                log(f"  raw load: {done:,} events")
     return _rate(out, (stop - start) * PER_STREAM)
 
 
@@ -449,21 +452,18 @@ def storage(ctx: Ctx) -> dict[str, Any]:
 
 
 def explain_read_stream(ctx: Ctx, stream_id: str) -> dict[str, Any]:
-    """``EXPLAIN ANALYZE`` of both sides' stream reads, for the page."""
+    """``EXPLAIN ANALYZE`` of both sides' stream reads (the second run, warm caches)."""
     from cqrs.store import sql
 
     compiled = str(sql.READ_STREAM).replace(":sid", "%(sid)s")
     compiled = compiled.replace(":lo", "1").replace(":hi", "2147483647")
     with ctx.raw() as conn:
-        conn.execute(f"SET search_path = {ctx.schema}, public")
         plans = {}
-        for side, query, params in (
-            ("cqrs", compiled, {"sid": stream_id}),
-            ("raw", raw.LOAD.replace("%s", "%(sid)s"), {"sid": stream_id}),
-        ):
-            rows = conn.execute(
-                f"EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) {query}", params
-            ).fetchall()
+        for side, query in (("cqrs", compiled), ("raw", raw.LOAD.replace("%s", "%(sid)s"))):
+            for _ in range(2):
+                rows = conn.execute(
+                    f"EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) {query}", {"sid": stream_id}
+                ).fetchall()
             plans[side] = "\n".join(r[0] for r in rows)
     return plans
 
