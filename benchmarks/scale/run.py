@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--page", type=Path, default=PAGE, help="the page to (re)write")
     parser.add_argument("--no-page", action="store_true", help="write the JSON only")
     parser.add_argument("--keep", action="store_true", help="keep the schema after the run")
+    parser.add_argument(
+        "--resume", action="store_true", help="go on from --json's finished stages (kept schema)"
+    )
     parser.add_argument("--render", action="store_true", help="re-render the page from --json")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--args", default="{}", help=argparse.SUPPRESS)
@@ -81,19 +84,33 @@ def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
         log(f"{name} done in {time.perf_counter() - t0:.0f} s (peak RSS {out['peak_rss_mb']} MB)")
         return out
 
-    phase("setup")
+    def save() -> None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+
     results: dict[str, Any] = {"environment": env, "events": args.events, "stages": []}
-    loaded = 0
+    if args.resume:  # the stages a stopped run finished (its schema kept) stand
+        earlier = json.loads(args.json.read_text())
+        results["stages"] = [s for s in earlier["stages"] if "raw_after" in s.get("rebuild", {})]
+        results["resumed_after_minutes"] = earlier.get("minutes_so_far")
+        log(f"resuming after {[s['size'] for s in results['stages']]}")
+    else:
+        phase("setup")
+    done = {s["size"] for s in results["stages"]}
+    loaded = max(done, default=0) // PER_STREAM
     for size in stages(args.events):
         streams = size // PER_STREAM
-        stage: dict[str, Any] = {"size": streams * PER_STREAM}
-        stage["load"] = {
-            "raw": phase("load_raw", start=loaded, stop=streams),
-            "cqrs": phase("load_cqrs", start=loaded, stop=streams),
-        }
+        if streams * PER_STREAM in done:
+            continue
+        stage: dict[str, Any] = {"size": streams * PER_STREAM, "rebuild": {}}
+        results["stages"].append(stage)
+        stage["load"] = {"raw": phase("load_raw", start=loaded, stop=streams)}
+        save()
+        stage["load"]["cqrs"] = phase("load_cqrs", start=loaded, stop=streams)
         loaded = streams
         phase("checkpoint")
         stage["storage"] = phase("storage")
+        save()
         stage["operations"] = phase(
             "operations",
             streams=streams,
@@ -102,18 +119,19 @@ def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
             label=f"s{size}",
         )
         stage["explain_read_stream"] = phase("explain_read_stream", stream_id="acct-1")
+        save()
         phase("checkpoint")
-        stage["rebuild"] = {
-            "raw_before": phase("rebuild_raw"),
-            "cqrs": phase("rebuild_cqrs"),
-            "raw_after": phase("rebuild_raw"),
-        }
+        # raw, cqrs, the check, raw again: each saved as it ends
+        for key, name in (("raw_before", "rebuild_raw"), ("cqrs", "rebuild_cqrs")):
+            stage["rebuild"][key] = phase(name)
+            save()
         stage["verify"] = phase("verify")
         if not stage["verify"]["ok"]:
             raise SystemExit(f"verification failed: {stage['verify']['problems']}")
-        results["stages"].append(stage)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        save()
+        stage["rebuild"]["raw_after"] = phase("rebuild_raw")
+        results["minutes_so_far"] = round((time.perf_counter() - started) / 60, 1)
+        save()
     env["load_average_after"] = round(os.getloadavg()[0], 1)
     results["minutes"] = round((time.perf_counter() - started) / 60, 1)
     args.json.write_text(json.dumps(results, indent=1) + "\n")

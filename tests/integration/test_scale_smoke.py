@@ -112,3 +112,29 @@ def test_benchmarks_scale_large_runs_ten_million_events() -> None:
         "--database-url",
         "postgresql://x/y",
     ]
+
+
+def test_a_stopped_run_resumes_from_its_finished_stages(
+    cqrs_database_url: str, tmp_path: Path
+) -> None:
+    schema = f"scale_t_{uuid.uuid4().hex[:10]}"
+    common = ["--database-url", cqrs_database_url, "--schema", schema, "--ops", "12"]
+    common += ["--window", "100", "--keep", "--json", str(tmp_path / "r.json"), "--no-page"]
+    try:
+        assert scale_run.main(["--events", "600", *common]) == 0
+        # a larger run goes on from there: the loads start at the streams already there
+        assert scale_run.main(["--events", "3000", "--resume", *common]) == 0
+        results = json.loads((tmp_path / "r.json").read_text())
+        assert [s["size"] for s in results["stages"]] == [120, 600, 3000]
+        last = results["stages"][-1]
+        assert last["load"]["raw"]["start"] == last["load"]["cqrs"]["start"] == 60
+        assert last["load"]["cqrs"]["units"] == 2400
+        assert last["verify"]["ok"], last["verify"]["problems"]
+        assert (
+            last["verify"]["cqrs_events"] == 3000 + 3 * 2 * 12
+        )  # 12 appends, 12 load + append a stage
+    finally:
+        admin = create_engine(cqrs_database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
