@@ -7,6 +7,7 @@ Usage::
     python -m benchmarks --only "single appends" --json
     python -m benchmarks --database-url postgresql://postgres@127.0.0.1:5432/postgres
     python -m benchmarks --write-docs docs/benchmarks.md      # what ``make bench`` runs
+    python -m benchmarks --scale large        # 10M events: python -m benchmarks.scale
 """
 
 from __future__ import annotations
@@ -58,7 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="also write the figures page there (and its chart in img/ beside it)",
     )
+    parser.add_argument(
+        "--scale",
+        choices=sorted(SCALES),
+        help="run the scale benchmark instead (python -m benchmarks.scale, docs/scale.md)",
+    )
     return parser
+
+
+SCALES = {"large": 10_000_000}
+
+
+def scale_argv(args: argparse.Namespace) -> list[str]:
+    """What ``--scale`` passes on to ``python -m benchmarks.scale``."""
+    argv = ["--events", str(SCALES[args.scale])]
+    return argv + (["--database-url", args.database_url] if args.database_url else [])
 
 
 def pick(names: list[str] | None, known: list[str]) -> list[str]:
@@ -88,6 +103,10 @@ def server_version(url: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.scale:
+        from benchmarks.scale import run as scale
+
+        return scale.main(scale_argv(args))
     if args.repeat < 1 or (args.size is not None and args.size < 1):
         parser.error("--repeat and --size must be at least 1")
     registry = load_scenarios()

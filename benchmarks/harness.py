@@ -127,7 +127,7 @@ class Scenario:
 REGISTRY: dict[str, Scenario] = {}
 
 # Modules of the package that hold no scenarios.
-_NOT_SCENARIOS = {"harness", "raw", "events", "es", "report", "profile", "shop_rate"}
+_NOT_SCENARIOS = {"harness", "raw", "events", "es", "report", "profile", "scale", "shop_rate"}
 
 
 def scenario(

@@ -29,6 +29,14 @@ SEED = text(
 )
 
 
+RARE = text(
+    "INSERT INTO events (event_id, stream_id, stream_type, version, event_type, "
+    "schema_version, data, metadata) "
+    "SELECT gen_random_uuid(), :sid, 'plan', n, 'plan.rare', 1, "
+    "jsonb_build_object('n', n), '{}'::jsonb FROM generate_series(1, :n) AS n"
+)
+
+
 def _seed(engine: Engine) -> tuple[str, int]:
     """Many transactions of events; the cursor a quarter of the way in."""
     for t in range(TRANSACTIONS):
@@ -86,3 +94,23 @@ def test_runner_batches_in_index_order(log_engine: Engine, typed: bool, sharded:
     params["types"] = ["plan.noted"]
     params["shards"] = 4
     _limits_fed_in_index_order(log_engine, read_batch(typed=typed, sharded=sharded), params)
+
+
+def test_read_all_of_a_rare_type_uses_the_type_index(log_engine: Engine) -> None:
+    """``read_all(types=[...])`` of a rare type reads ``ix_events_type_time``, not the log.
+
+    This is the index's one reader (docs/scale.md, "Storage"): without it a page
+    of a type that is 0.5 % of the log scans events in log order until it has
+    ``limit`` of them (measured at 200k events: 65 ms a page instead of 7).
+    """
+    _seed(log_engine)
+    with log_engine.begin() as conn:
+        conn.execute(RARE, {"sid": "rare-1", "n": 100})
+        conn.execute(text("ANALYZE events"))
+    params = {"xid": "0", "pos": 0, "lim": 1000, "types": ["plan.rare"]}
+    with log_engine.connect() as conn:
+        raw = conn.execute(text("EXPLAIN (FORMAT JSON) " + str(sql.READ_ALL_TYPES)), params)
+        found = raw.scalar_one()
+    plan = (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]
+    indexes = {node.get("Index Name", "") for node in _nodes(plan)}
+    assert any("type_time" in i or "event_type_recorded_at" in i for i in indexes), indexes
