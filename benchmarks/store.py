@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from benchmarks import es, raw
 from benchmarks.events import EVENT_TYPE, deposited, fields, make_store, payload_json
@@ -75,19 +75,42 @@ def es_app(ctx: Context) -> Any:
     return es.make_app(ctx.url, ctx.schema) if es.available() else None
 
 
+@contextlib.contextmanager
+def autocommit(ctx: Context) -> Iterator[Connection]:
+    """One connection in autocommit, as the raw side holds one: each statement commits."""
+    with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        yield c
+
+
 @scenario("single appends", target=0.6, size=2000, quick_size=300)
 def single_appends(ctx: Context) -> Iterator[Sides]:
-    """One event per command, each creating a new stream in its own transaction."""
+    """One event per command, each creating a new stream; the append statement commits itself."""
+    return _single_appends(ctx, in_transaction=False)
+
+
+@scenario("in engine.begin(): single appends", target=None, size=2000, quick_size=300)
+def single_appends_in_transaction(ctx: Context) -> Iterator[Sides]:
+    """Single appends, each in ``engine.begin()`` (BEGIN and COMMIT: two more round trips)."""
+    return _single_appends(ctx, in_transaction=True)
+
+
+def _single_appends(ctx: Context, *, in_transaction: bool) -> Iterator[Sides]:
     store = make_store()
     conn = raw_setup(ctx)
-    app = es_app(ctx)
+    app = None if in_transaction else es_app(ctx)
     done = {"c": 0, "r": 0, "e": 0}
 
     def cqrs(rep: int) -> int:
-        for i in range(ctx.size):
-            sid = f"acct-c{rep}-{i}"
-            with ctx.engine.begin() as c:
-                store.append(c, sid, [deposited(sid, 1)], expected_version=NO_STREAM)
+        if in_transaction:
+            for i in range(ctx.size):
+                sid = f"acct-c{rep}-{i}"
+                with ctx.engine.begin() as c:
+                    store.append(c, sid, [deposited(sid, 1)], expected_version=NO_STREAM)
+        else:
+            with autocommit(ctx) as c:
+                for i in range(ctx.size):
+                    sid = f"acct-c{rep}-{i}"
+                    store.append(c, sid, [deposited(sid, 1)], expected_version=NO_STREAM)
         done["c"] += ctx.size
         return ctx.size
 
@@ -118,10 +141,20 @@ def single_appends(ctx: Context) -> Iterator[Sides]:
 
 @scenario("load + append", target=0.6, size=1000, quick_size=150)
 def existing_streams(ctx: Context) -> Iterator[Sides]:
-    """Load a stream (5 events and up), append one event at the loaded version; one tx each."""
+    """Load a stream (5 events and up), append one event at the loaded version; each commits."""
+    return _existing_streams(ctx, in_transaction=False)
+
+
+@scenario("in engine.begin(): load + append", target=None, size=1000, quick_size=150)
+def existing_streams_in_transaction(ctx: Context) -> Iterator[Sides]:
+    """Load + append, both in one ``engine.begin()`` (BEGIN and COMMIT: two more round trips)."""
+    return _existing_streams(ctx, in_transaction=True)
+
+
+def _existing_streams(ctx: Context, *, in_transaction: bool) -> Iterator[Sides]:
     store = make_store()
     conn = raw_setup(ctx)
-    app = es_app(ctx)
+    app = None if in_transaction else es_app(ctx)
     initial = 5
     done = {"c": 0, "r": 0, "e": 0}
     with ctx.engine.begin() as c:
@@ -148,13 +181,19 @@ def existing_streams(ctx: Context) -> Iterator[Sides]:
             app.save(*accounts)
             ids.extend(a.id for a in accounts)
 
+    def load_and_append(c: Connection, sid: str) -> None:
+        version = store.read_stream(c, sid)[-1].version
+        store.append(c, sid, [deposited(sid, version + 1)], expected_version=version)
+
     def cqrs(rep: int) -> int:
-        for i in range(ctx.size):
-            sid = f"acct-c-{i}"
-            with ctx.engine.begin() as c:
-                history = store.read_stream(c, sid)
-                version = history[-1].version
-                store.append(c, sid, [deposited(sid, version + 1)], expected_version=version)
+        if in_transaction:
+            for i in range(ctx.size):
+                with ctx.engine.begin() as c:
+                    load_and_append(c, f"acct-c-{i}")
+        else:  # the expected version guards the append, as raw's unique key does
+            with autocommit(ctx) as c:
+                for i in range(ctx.size):
+                    load_and_append(c, f"acct-c-{i}")
         done["c"] += ctx.size
         return ctx.size
 

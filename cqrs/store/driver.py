@@ -25,6 +25,8 @@ async or non-psycopg driver.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import psycopg
@@ -91,3 +93,35 @@ def _direct(conn: Connection) -> bool:
     if transaction is not None and not transaction.is_active:
         return False  # execute raises PendingRollbackError here; let it
     return nested is None or nested.is_active
+
+
+@contextmanager
+def atomic(conn: Connection) -> Iterator[None]:
+    """Several statements as one transaction, also on a connection in autocommit.
+
+    In a transaction (``engine.begin()``, a ``Session``) this adds nothing. On a
+    connection with ``isolation_level="AUTOCOMMIT"`` every statement commits on
+    its own, which suits a one-statement append (one round trip, as a
+    hand-written autocommit ``INSERT``) but not a step of several statements
+    (a stream lock then a write, an import's ``INSERT`` then ``COPY``): those
+    run inside an explicit ``BEGIN`` ... ``COMMIT`` here, and a failure rolls
+    back all of it.
+    """
+    if not getattr(conn.connection.dbapi_connection, "autocommit", False) or _in_block(conn):
+        yield
+        return
+    conn.exec_driver_sql("BEGIN")
+    try:
+        yield
+    except BaseException:
+        if not conn.invalidated and not conn.closed:
+            conn.exec_driver_sql("ROLLBACK")
+        raise
+    conn.exec_driver_sql("COMMIT")
+
+
+def _in_block(conn: Connection) -> bool:
+    """Whether the server connection is inside a transaction block already (``atomic`` nests)."""
+    info = getattr(conn.connection.driver_connection, "info", None)
+    status = getattr(info, "transaction_status", None)
+    return status is not None and status != psycopg.pq.TransactionStatus.IDLE

@@ -158,7 +158,7 @@ class EventStore:
         else:
             # one stream, or idempotent re-sends or huge payloads: the one-stream append
             # each, several kept all-or-nothing by a savepoint
-            with conn.begin_nested() if len(full) > 1 else nullcontext():
+            with driver.atomic(conn), conn.begin_nested() if len(full) > 1 else nullcontext():
                 for i in full:
                     results[i] = self._append_batch(
                         conn, items[i].stream_id, expecteds[i], batches[i], items[i].stream_type
@@ -216,9 +216,9 @@ class EventStore:
             ])
         """
         items = check_appends(appends, "import_streams", self.settings)
-        return bulk.import_streams(
-            connection_of(executor), self.codec, self.settings, items, default_stream_type
-        )
+        conn = connection_of(executor)
+        with driver.atomic(conn):  # an INSERT and a COPY
+            return bulk.import_streams(conn, self.codec, self.settings, items, default_stream_type)
 
     def _append_batch(
         self,
@@ -231,10 +231,23 @@ class EventStore:
         """The one-stream append of an encoded, checked batch."""
         if not batch.ids:
             return self._empty_append(conn, stream_id, expected)
-        if batch.explicit_ids:
-            done = self._already_appended(conn, stream_id, batch.ids)
-            if done is not None:
-                return done
+        if batch.explicit_ids:  # a lock, a look-up, then the append: one transaction
+            with driver.atomic(conn):
+                done = self._already_appended(conn, stream_id, batch.ids)
+                if done is not None:
+                    return done
+                return self._write_batch(conn, stream_id, expected, batch, stream_type)
+        return self._write_batch(conn, stream_id, expected, batch, stream_type)
+
+    def _write_batch(
+        self,
+        conn: Connection,
+        stream_id: str,
+        expected: Expected,
+        batch: EncodedBatch,
+        stream_type: str | None,
+    ) -> AppendResult:
+        """The append statement itself (one statement: atomic in autocommit too)."""
         params: dict[str, Any] = {
             "sid": stream_id,
             "stype": stream_type or default_stream_type(stream_id),
