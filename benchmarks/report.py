@@ -253,9 +253,16 @@ process (the concurrent one in 4 writer processes):
   batch. Plain positions are only gap-free with one writer at a time, so the
   concurrent workload uses its locked variant: one advisory lock per write,
   held from the position being drawn to commit.
-- **cqrs**: the public API as a service uses it (`engine.begin()`,
-  `EventStore.append` / `append_many` (batches) / `read_stream` / `read_all`,
-  `@event` attrs classes, `ProjectionRunner` with a declarative projection).
+- **cqrs**: the public API as a service uses it (`EventStore.append` /
+  `append_many` (batches) / `read_stream` / `read_all`, `@event` attrs
+  classes, `ProjectionRunner` with a declarative projection, `CommandBus`).
+  Where raw sends one autocommit statement a command (single appends, load +
+  append, the concurrent writers), cqrs does too: an append is one statement
+  and needs no transaction around it (one connection in `AUTOCOMMIT`,
+  `docs/guides/event-store.md`); the rows "in engine.begin(): ..." run the
+  same workloads in a transaction each, as a command that also writes its own
+  tables must (BEGIN and COMMIT: two more round trips). Batches, commands and
+  projections run in transactions.
 - **eventsourcing** {es_version}: the library's PostgreSQL persistence (psycopg 3),
   as its documentation shows it (`benchmarks/es.py`): an `Application`, an
   `Aggregate` whose methods trigger events, `app.save` (one transaction, the
