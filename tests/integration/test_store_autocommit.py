@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import Connection, Engine, event, text
+from test_store_append import Placed, registry
 
 from cqrs import NO_STREAM, EventStore, NewEvent, StreamAppend
 from cqrs.errors import AppendRefused, ConcurrencyError
-from test_store_append import Placed, registry
 
 
 @pytest.fixture
