@@ -298,6 +298,34 @@ Where cqrs is behind:
 - PostgreSQL {server}: {settings}
 - Packages: {packages}
 
+## What bounds each workload
+
+Profiles of 2026-12-03 (py-spy on the cqrs side alone; server CPU read from
+`/proc/<backend pid>/stat` over 2,000 appends):
+
+- **Single appends** (one autocommit statement a command on both sides):
+  client CPU about 175 µs an append against raw's 105, and server CPU 185-200
+  µs against 130-165. In the client, 72 % of the time is psycopg's own
+  execute (as for raw); our Python is about 20 % (encoding the event 10 %,
+  building the `AppendResult` 5 %, input checks 3 %). The server writes two
+  tables (the `streams` row's compare-and-set, and `events`: partitioned,
+  three indexes) where raw writes one table with two.
+- **4 concurrent writers**: CPU-bound on 2 cores. Client plus server CPU is
+  about 375 µs an append against raw's 255-295, a ceiling near 0.7x when the
+  machine is saturated; one run reached 0.89x. cqrs writers never wait for
+  each other (first appends to one stream only), raw's wait on its one lock.
+- **In `engine.begin()`**: BEGIN and COMMIT are two more round trips (psycopg
+  sends BEGIN on its own); psycopg's pipeline mode, which would send it with
+  the first statement, cost more CPU than the round trip it saves.
+- **Batches**: 40 µs an event against raw's 14: each event is encoded
+  (cattrs, JSON) and comes back through `RETURNING` as a `RecordedEvent`
+  (inline projections are fed those), where raw streams rows through `COPY`
+  and reads nothing back.
+- **`read_all`**: 16 µs an event against 9: typed event classes (`Decimal`,
+  `datetime`) against `json.loads` into dicts.
+- **Projections**: 25 µs an event against 9: the decoding of `read_all`, the
+  declarative rules, and the upsert and checkpoint through SQLAlchemy.
+
 ## Workloads
 
 | scenario | one unit |
