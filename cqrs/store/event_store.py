@@ -231,38 +231,27 @@ class EventStore:
         """The one-stream append of an encoded, checked batch."""
         if not batch.ids:
             return self._empty_append(conn, stream_id, expected)
-        if batch.explicit_ids:  # a lock, a look-up, then the append: one transaction
-            with driver.atomic(conn):
+        # Caller-chosen ids: a lock, a look-up, then the append, as one transaction.
+        with driver.atomic(conn) if batch.explicit_ids else nullcontext():
+            if batch.explicit_ids:
                 done = self._already_appended(conn, stream_id, batch.ids)
                 if done is not None:
                     return done
-                return self._write_batch(conn, stream_id, expected, batch, stream_type)
-        return self._write_batch(conn, stream_id, expected, batch, stream_type)
-
-    def _write_batch(
-        self,
-        conn: Connection,
-        stream_id: str,
-        expected: Expected,
-        batch: EncodedBatch,
-        stream_type: str | None,
-    ) -> AppendResult:
-        """The append statement itself (one statement: atomic in autocommit too)."""
-        params: dict[str, Any] = {
-            "sid": stream_id,
-            "stype": stream_type or default_stream_type(stream_id),
-            "n": len(batch.ids),
-            "expected": expected if isinstance(expected, int) else None,
-        }
-        statement = self._append_statement(_mode(expected), batch, params)
-        try:
-            returned = driver.rows(conn, statement, params)
-        except DBAPIError as exc:
-            raise self._append_error(exc, stream_id, expected) from exc
-        if not returned:
-            refusal = self._append_refused(conn, stream_id, expected)
-            raise validation.full_stream(refusal, stream_id, len(batch.ids))
-        return _result(stream_id, batch, sorted(returned, key=lambda r: r[2]))
+            params: dict[str, Any] = {
+                "sid": stream_id,
+                "stype": stream_type or default_stream_type(stream_id),
+                "n": len(batch.ids),
+                "expected": expected if isinstance(expected, int) else None,
+            }
+            statement = self._append_statement(_mode(expected), batch, params)
+            try:
+                returned = driver.rows(conn, statement, params)
+            except DBAPIError as exc:
+                raise self._append_error(exc, stream_id, expected) from exc
+            if not returned:
+                refusal = self._append_refused(conn, stream_id, expected)
+                raise validation.full_stream(refusal, stream_id, len(batch.ids))
+            return _result(stream_id, batch, sorted(returned, key=lambda r: r[2]))
 
     @staticmethod
     def _append_error(exc: DBAPIError, stream_id: str, expected: Expected) -> Exception:
