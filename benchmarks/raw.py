@@ -48,6 +48,26 @@ CREATE TABLE raw_events (
 """
 CHECKPOINTS = "CREATE TABLE raw_checkpoints (name text PRIMARY KEY, position bigint NOT NULL)"
 
+
+SAVE_CHECKPOINT = "UPDATE raw_checkpoints SET position = %s WHERE name = %s"
+
+
+def reset_checkpoint(conn: Conn, name: str) -> None:
+    """Projection ``name`` starts from the beginning of the log."""
+    conn.execute(
+        "INSERT INTO raw_checkpoints VALUES (%s, 0) ON CONFLICT (name) DO UPDATE SET position = 0",
+        (name,),
+    )
+
+
+def claim_checkpoint(conn: Conn, name: str) -> int:
+    """Projection ``name``'s position, its row locked to the end of the transaction."""
+    row = conn.execute(
+        "SELECT position FROM raw_checkpoints WHERE name = %s FOR UPDATE", (name,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 INSERT = "INSERT INTO raw_events (stream_id, version, type, data) VALUES (%s, %s, %s, %s)"
 # One statement, one round trip: the lock is taken before the row's position is drawn
 # and released at commit, so positions become visible in order.
@@ -162,17 +182,11 @@ def project(conn: Conn, table: str, name: str, batch: int, *, only_type: bool = 
     upsert = UPSERT.format(table=table)
     with conn.transaction():
         conn.execute(f"TRUNCATE {table}")
-        conn.execute(
-            "INSERT INTO raw_checkpoints VALUES (%s, 0) "
-            "ON CONFLICT (name) DO UPDATE SET position = 0",
-            (name,),
-        )
+        reset_checkpoint(conn, name)
     done = 0
     while True:
         with conn.transaction():
-            (after,) = conn.execute(
-                "SELECT position FROM raw_checkpoints WHERE name = %s FOR UPDATE", (name,)
-            ).fetchone() or (0,)
+            after = claim_checkpoint(conn, name)
             rows = read_page(conn, after, batch, DEPOSITED if only_type else None)
             if not rows:
                 return done
@@ -185,9 +199,7 @@ def project(conn: Conn, table: str, name: str, batch: int, *, only_type: bool = 
                     done += 1
             if last:
                 conn.execute(upsert, [list(col) for col in zip(*last.values(), strict=True)])
-            conn.execute(
-                "UPDATE raw_checkpoints SET position = %s WHERE name = %s", (rows[-1][0], name)
-            )
+            conn.execute(SAVE_CHECKPOINT, (rows[-1][0], name))
 
 
 COUNTERS_MODEL = (
@@ -211,17 +223,11 @@ def project_counters(conn: Conn, table: str, name: str, batch: int, accounts: li
         with conn.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
             for account in accounts:
                 copy.write_row((account, 0, 0, ""))
-        conn.execute(
-            "INSERT INTO raw_checkpoints VALUES (%s, 0) "
-            "ON CONFLICT (name) DO UPDATE SET position = 0",
-            (name,),
-        )
+        reset_checkpoint(conn, name)
     done = 0
     while True:
         with conn.transaction():
-            (after,) = conn.execute(
-                "SELECT position FROM raw_checkpoints WHERE name = %s FOR UPDATE", (name,)
-            ).fetchone() or (0,)
+            after = claim_checkpoint(conn, name)
             rows = read_page(conn, after, batch)
             if not rows:
                 return done
@@ -238,6 +244,4 @@ def project_counters(conn: Conn, table: str, name: str, batch: int, accounts: li
                     done += 1
             if sums:
                 conn.execute(update, [list(col) for col in zip(*sums.values(), strict=True)])
-            conn.execute(
-                "UPDATE raw_checkpoints SET position = %s WHERE name = %s", (rows[-1][0], name)
-            )
+            conn.execute(SAVE_CHECKPOINT, (rows[-1][0], name))
