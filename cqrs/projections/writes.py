@@ -69,9 +69,13 @@ from cqrs import jsontext
 Kind = Literal["upsert", "update", "delete"]
 
 
-@attrs.frozen
+@attrs.define
 class Write:
-    """One row write: ``values`` are plain values, ``sql`` SQL expressions (updates only)."""
+    """One row write: ``values`` are plain values, ``sql`` SQL expressions (updates only).
+
+    Not frozen, though nothing changes one after it is made: a declarative rule makes
+    one per event, and a frozen class's ``__init__`` costs about three times as much.
+    """
 
     kind: Kind
     table: Table
@@ -184,7 +188,7 @@ class BatchWriter:
     def _set_based(self, table: Table, chunk: Sequence[Write]) -> None:
         first = chunk[0]
         if first.kind == "upsert":
-            rows = [dict(w.values) for w in chunk]
+            rows = [w.values if type(w.values) is dict else dict(w.values) for w in chunk]
             statement = _upsert_statement(table, tuple(first.values))
         else:
             pk = [c.name for c in table.primary_key.columns]

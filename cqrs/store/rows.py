@@ -125,6 +125,13 @@ def gc_paused() -> Iterator[None]:
     (at most ``Settings.max_read_limit`` rows), and a collector another thread
     or the application turned off stays off.
 
+    A projection batch keeps it off from its read to its commit (``run_batch``):
+    the rows it writes are made from the page, and once the batch returns its
+    objects are freed by reference counting, which also takes back the
+    allocation count that would trigger the next collection. Cycles made
+    meanwhile (by a handler's ORM session, or another thread) wait for the
+    first collection after the batch.
+
     >>> import gc
     >>> with gc_paused():
     ...     gc.isenabled()
