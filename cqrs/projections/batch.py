@@ -198,7 +198,8 @@ def batch_body(
     if not full:
         new = max(new, Position(horizon - 1, sql.MAX_POSITION))
     if new != checkpoint:
-        result = conn.execute(
+        moved = driver.execute(
+            conn,
             sql.CAS_CHECKPOINT,
             {
                 "p": name, "s": shard, "nx": str(new.transaction_id),
@@ -207,7 +208,7 @@ def batch_body(
                 "clear": applied > 0 and not errors, "err": errors[0] if errors else None,
             },
         )  # fmt: skip
-        if result.rowcount != 1:
+        if moved != 1:
             raise CheckpointMoved(name)
     return Outcome(True, applied, parked, full, new, scanned)
 

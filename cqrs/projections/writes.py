@@ -36,7 +36,6 @@ from sqlalchemy import (
     BindParameter,
     Column,
     Connection,
-    Executable,
     Exists,
     Float,
     FromClause,
@@ -59,12 +58,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.sql.sqltypes import NullType
 from sqlalchemy.sql.visitors import iterate, replacement_traverse
 
 from cqrs import jsontext
+from cqrs.store import driver
 
 Kind = Literal["upsert", "update", "delete"]
 
@@ -194,7 +195,7 @@ class BatchWriter:
             pk = [c.name for c in table.primary_key.columns]
             rows = [dict(zip(pk, w.key, strict=True)) for w in chunk]
             statement = _delete_statement(table)
-        self.connection.execute(statement, {"rows": _to_json(rows)})
+        driver.execute(self.connection, statement, {"rows": _to_json(rows)})
         self.statements += 1
 
     def _update(self, table: Table, run: Sequence[Write]) -> None:
@@ -204,7 +205,7 @@ class BatchWriter:
             merged, rounds = plan.rounds(run)
             statement = plan.statement(merged)
             for rows in rounds:
-                self.connection.execute(statement, {"rows": _to_json(rows)})
+                driver.execute(self.connection, statement, {"rows": _to_json(rows)})
                 self.statements += 1
             return
         pk = list(table.primary_key.columns)
@@ -254,7 +255,7 @@ def _scalar_defaults(table: Table, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _upsert_statement(table: Table, names: tuple[str, ...]) -> Executable:
+def _upsert_statement(table: Table, names: tuple[str, ...]) -> UpdateBase:
     """The upsert of a run setting ``names``: ``INSERT ... SELECT ... ON CONFLICT``.
 
     Columns the mapping leaves out get their Python-side scalar ``default=`` on
@@ -285,7 +286,7 @@ def _upsert_statement(table: Table, names: tuple[str, ...]) -> Executable:
 
 
 @functools.lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _delete_statement(table: Table) -> Executable:
+def _delete_statement(table: Table) -> UpdateBase:
     """``DELETE FROM table USING jsonb_to_recordset(...) r WHERE pk = r.pk``."""
     pk = list(table.primary_key.columns)
     rows = _rows_source(pk)
@@ -358,7 +359,7 @@ class _UpdatePlan:
     sql: tuple[tuple[str, ColumnElement[Any]], ...]
     params: tuple[tuple[str, Any], ...]  # event-value bind parameters and their types
     increments: tuple[tuple[str, BindParameter[Any]], ...] | None
-    _statements: dict[bool, Executable] = attrs.field(factory=dict)
+    _statements: dict[bool, UpdateBase] = attrs.field(factory=dict)
 
     @classmethod
     def build(cls, first: Write, table: Table) -> _UpdatePlan | None:
@@ -440,14 +441,14 @@ class _UpdatePlan:
                     row[d] = total + delta
         return list(rows.values())
 
-    def statement(self, merged: bool) -> Executable:
+    def statement(self, merged: bool) -> UpdateBase:
         """The UPDATE for summed increments (``merged``) or for one round."""
         found = self._statements.get(merged)
         if found is None:
             found = self._statements[merged] = self._build_statement(merged)
         return found
 
-    def _build_statement(self, merged: bool) -> Executable:
+    def _build_statement(self, merged: bool) -> UpdateBase:
         table = self.table
         pk = [table.c[n] for n in self.pk]
         columns: list[Column[Any]] = [Column(f"k_{i}", c.type) for i, c in enumerate(pk)] + [

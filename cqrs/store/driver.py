@@ -13,7 +13,10 @@ keeps ``execute``'s contract: errors come as SQLAlchemy's ``DBAPIError``
 subclasses, and a lost connection is invalidated. Whenever something could
 tell the difference it takes the ordinary path: an engine or connection with
 event listeners or SQL echo, a transaction that must be rolled back first, an
-async or non-psycopg driver.
+async or non-psycopg driver. ``execute`` does the same for a statement run for
+its effect, and returns its row count: a projection batch's checkpoint
+compare-and-set and its set-based writes, Core statements that qualify when
+psycopg can take their parameters as given (``_text_of``).
 
     >>> from cqrs.store import EventStore, sql
     >>> placed = [OrderPlaced("order-1", "c-1", Decimal(n)) for n in (1, 2, 3)]
@@ -30,28 +33,65 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import Connection, TextClause, TextualSelect
+from sqlalchemy import Connection, Dialect, TextClause, TextualSelect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.dml import UpdateBase
 
-Statement = TextClause | TextualSelect
+Statement = TextClause | TextualSelect | UpdateBase
 
-_compiled: dict[Statement, str] = {}
+# statement -> its text and, for a Core statement, the parameter names it takes as is
+_texts: dict[Statement, tuple[str, frozenset[str] | None] | None] = {}
+_MAX_TEXTS = 1024  # a rebuild's shadow tables bring new statements: keep the cache bounded
 
 
 def rows(conn: Connection, statement: Statement, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     """``statement``'s result rows as tuples, executed in ``conn``'s transaction."""
-    if not _direct(conn):
+    cursor = _run(conn, statement, params)
+    if cursor is None:
         return [tuple(row) for row in conn.execute(statement, params)]
+    found = cursor.fetchall()
+    if len(found) > _KEEP_ROWS:  # the cursor holds its last result: keep no big one alive
+        cursor.close()
+    return found
+
+
+def execute(conn: Connection, statement: Statement, params: dict[str, Any]) -> int:
+    """Execute ``statement`` for its effect in ``conn``'s transaction; its row count.
+
+    A SQLAlchemy Core statement (a projection's set-based upsert) goes the
+    direct way too when its only bound values are ``params`` and none of their
+    types converts values on the way in; otherwise it takes ``execute``.
+    """
+    cursor = _run(conn, statement, params)
+    if cursor is None:
+        return int(conn.execute(statement, params).rowcount)
+    return cursor.rowcount
+
+
+def _run(
+    conn: Connection, statement: Statement, params: dict[str, Any]
+) -> psycopg.Cursor[Any] | None:
+    """The cursor that executed ``statement``, or ``None`` where ``execute`` must run it."""
+    if not _direct(conn):
+        return None
+    try:
+        found = _texts[statement]
+    except KeyError:
+        if len(_texts) >= _MAX_TEXTS:
+            _texts.clear()
+        found = _texts[statement] = _text_of(statement, conn.dialect)
+    if found is None:
+        return None
+    text, names = found
+    if names is not None and params.keys() != names:
+        return None
     if not conn.in_transaction():
         conn.begin()  # what execute's autobegin does: commit() must see the work
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
-    text = _compiled.get(statement)
-    if text is None:
-        text = _compiled[statement] = str(statement.compile(dialect=conn.dialect))
     cursor = _cursor(driver)
     try:
-        found = cursor.execute(text, params).fetchall()
+        cursor.execute(text, params)
     except psycopg.Error as exc:
         lost = conn.dialect.is_disconnect(cast(Any, exc), conn.connection, None)
         if lost:
@@ -59,9 +99,29 @@ def rows(conn: Connection, statement: Statement, params: dict[str, Any]) -> list
         raise DBAPIError.instance(
             text, params, exc, psycopg.Error, connection_invalidated=lost, dialect=conn.dialect
         ) from exc
-    if len(found) > _KEEP_ROWS:  # the cursor holds its last result: keep no big one alive
-        cursor.close()
-    return found
+    return cursor
+
+
+def _text_of(statement: Statement, dialect: Dialect) -> tuple[str, frozenset[str] | None] | None:
+    """The SQL text psycopg can run with the caller's parameters as they are, or ``None``.
+
+    The store's constant texts always qualify. A Core statement qualifies when
+    every parameter is the caller's to give (no value of its own), bound plainly
+    (no expanding ``IN``, no rendering at execution) with a type that leaves
+    values unchanged; its parameter names come along, and a call with other
+    names takes ``execute``.
+    """
+    compiled = statement.compile(dialect=dialect)
+    if isinstance(statement, TextClause | TextualSelect):
+        return str(compiled), None
+    if compiled.positional or getattr(compiled, "escaped_bind_names", True):
+        return None
+    for bind in compiled.binds.values():
+        if bind.expanding or bind.literal_execute or bind.value is not None:
+            return None
+        if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
+            return None
+    return str(compiled), frozenset(compiled.binds)
 
 
 # One cursor per connection, kept on the connection (a cursor costs about 40,000

@@ -11,12 +11,26 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    Text,
+    TypeDecorator,
+    bindparam,
+    event,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from cqrs import NO_STREAM, Event, EventRegistry, EventStore
 from cqrs import event as event_type
 from cqrs.errors import ConcurrencyError
+from cqrs.store import driver
 
 registry = EventRegistry()
 
@@ -147,3 +161,44 @@ def test_one_cursor_per_connection_and_none_kept_for_a_big_result(
         assert driver._cursor(psycopg_conn) is not first  # type: ignore[arg-type]
         conn.commit()
     assert _versions(cqrs_engine, "note-d")[-1] == 1202
+
+
+class _Upper(TypeDecorator[str]):
+    """A column type that changes values on the way in: its statements must take execute."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else value.upper()
+
+
+def test_core_statements_go_direct_only_when_psycopg_can_take_the_values_as_they_are(
+    cqrs_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = Table(
+        "driver_core", MetaData(), Column("k", Text, primary_key=True), Column("v", _Upper)
+    )
+    plain = insert(table).values(k=bindparam("k"), v=bindparam("w", type_=Text()))
+    processed = insert(table).values(k=bindparam("k"), v=bindparam("w"))  # _Upper: processed
+    literal_value = insert(table).values(k=bindparam("k"), v="fixed")  # a value of its own
+    calls: list[str] = []
+    real = Connection.execute
+
+    def counting(self: Connection, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(str(statement))
+        return real(self, statement, *args, **kwargs)
+
+    with cqrs_engine.connect() as conn:
+        table.create(conn)
+        monkeypatch.setattr(Connection, "execute", counting)
+        assert driver.execute(conn, plain, {"k": "a", "w": "plain"}) == 1
+        assert calls == []  # straight to psycopg
+        driver.execute(conn, processed, {"k": "b", "w": "shout"})
+        driver.execute(conn, literal_value, {"k": "c"})
+        driver.execute(conn, plain, {"k": "d", "w": "x", "extra": 1})
+        assert len(calls) == 3  # each of those through execute
+        monkeypatch.undo()
+        got = dict(conn.execute(select(table.c.k, table.c.v).order_by(table.c.k)).all())
+        conn.rollback()
+    assert got == {"a": "plain", "b": "SHOUT", "c": "FIXED", "d": "x"}  # Text binds: as given

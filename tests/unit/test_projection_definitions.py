@@ -6,6 +6,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -63,9 +64,10 @@ class FakeConnection:
         self.sent: list[tuple[str, Any]] = []
         self.statements: list[Any] = []
 
-    def execute(self, statement: Any, params: Any = None) -> None:
+    def execute(self, statement: Any, params: Any = None) -> Any:
         self.sent.append((str(statement.compile(dialect=self.dialect)), params))
         self.statements.append(statement)
+        return SimpleNamespace(rowcount=1)  # what the writer reads of a CursorResult
 
 
 def test_expressions_read_event_fields_envelope_and_metadata() -> None:
