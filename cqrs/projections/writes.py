@@ -336,8 +336,19 @@ def _fits(value: Any, type_: Any) -> bool:
     if type(value) is not decimal.Decimal or not value.is_finite():
         return False
     scale = getattr(type_, "scale", None)
-    exponent = value.as_tuple().exponent
-    return scale is None or (isinstance(exponent, int) and -exponent <= scale)
+    if scale is None:
+        return True
+    # The number, not its spelling: 12.500 fits numeric(12, 2), 12.505 does not.
+    try:
+        return bool(value == value.quantize(_quantum(scale)))
+    except decimal.InvalidOperation:  # more digits than the context's precision
+        return False
+
+
+@functools.lru_cache(maxsize=64)
+def _quantum(scale: int) -> decimal.Decimal:
+    """``Decimal("1E-scale")``: what ``quantize`` rounds to for ``scale`` decimal places."""
+    return decimal.Decimal(1).scaleb(-scale)
 
 
 @attrs.define(eq=False)
