@@ -134,6 +134,9 @@ def _bind_event_values(
 
 _NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
 
+_Read = tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]
+"""What a rule reads of one event: the row's key, its plain values, the SQL parameters."""
+
 
 @attrs.frozen
 class _Rule:
@@ -163,9 +166,10 @@ class _Rule:
     def _params(self) -> tuple[tuple[str, Callable[[Recorded], Any]], ...]:
         return tuple((name, expr.evaluate) for name, expr in self.params.items())
 
-    # Per event class, a generated function reading the rule's values in one go
-    # (``_reader``), or None where an expression needs the general path.
-    _readers: dict[type[Any], Callable[[Recorded], dict[str, Any]] | None] = attrs.field(
+    # Per event class, a generated function reading the rule's key, values and
+    # parameters in one go (``_reader``), or None where an expression needs the
+    # general path.
+    _readers: dict[type[Any], Callable[[Recorded], _Read] | None] = attrs.field(
         init=False, factory=dict
     )
     _shape: tuple[Any, ...] = attrs.field(init=False)
@@ -174,44 +178,48 @@ class _Rule:
     def _write_shape(self) -> tuple[Any, ...]:
         return (self.kind, self.table, tuple(self.values), tuple((n, id(e)) for n, e in self.sql))
 
-    def _reader(self, cls: type[Any]) -> Callable[[Recorded], dict[str, Any]] | None:
-        """``{column: value}`` of an event of ``cls`` as the expressions give it: ``E.name``
-        read straight from the event's attrs field or, where the class never has that
-        attribute, from the envelope (what ``E.name`` does after a failed lookup)."""
+    def _reader(self, cls: type[Any]) -> Callable[[Recorded], _Read] | None:
+        """``(key, {column: value}, {parameter: value})`` of an event of ``cls`` as the
+        expressions give them: ``E.name`` read straight from the event's attrs field
+        or, where the class never has that attribute, from the envelope (what
+        ``E.name`` does after a failed lookup)."""
         fields = attrs.fields_dict(cls) if attrs.has(cls) else {}
-        namespace: dict[str, Any] = {}
-        parts = []
-        for i, (column, expr) in enumerate(self.values.items()):
+        namespace: dict[str, Any] = {"NO_PARAMS": _NO_PARAMS}
+
+        def source(expr: Expr, slot: str) -> str | None:
             if type(expr) is _Field:
                 name = expr.name
                 if not name.isidentifier() or keyword.iskeyword(name):
                     return None
                 if name in fields:
-                    parts.append(f"{column!r}: e.{name}")
-                elif _never_has(cls, name) and hasattr(RecordedEvent, name):
-                    parts.append(f"{column!r}: r.{name}")
-                else:
-                    return None
-            elif type(expr) is _Const:
-                namespace[f"c{i}"] = expr.value
-                parts.append(f"{column!r}: c{i}")
-            else:
-                namespace[f"g{i}"] = expr.evaluate
-                parts.append(f"{column!r}: g{i}(r)")
-        # The source holds column names only as repr() literals and identifiers.
-        exec(f"def read(r):\n    e = r.event\n    return {{{', '.join(parts)}}}", namespace)
+                    return f"e.{name}"
+                if _never_has(cls, name) and hasattr(RecordedEvent, name):
+                    return f"r.{name}"
+                return None
+            namespace[slot] = expr.value if type(expr) is _Const else expr.evaluate
+            return slot if type(expr) is _Const else f"{slot}(r)"
+
+        values = [(n, source(x, f"v{i}")) for i, (n, x) in enumerate(self.values.items())]
+        params = [(n, source(x, f"p{i}")) for i, (n, x) in enumerate(self.params.items())]
+        key: list[str | None] = [f"v[{n!r}]" for n in self._pk]
+        if self.kind != "upsert":
+            key = [source(x, f"k{i}") for i, x in enumerate(self.key)]
+        if any(code is None for _, code in values + params) or None in key:
+            return None
+        # The source holds names only as repr() literals and identifiers.
+        body = ", ".join(f"{n!r}: {code}" for n, code in values)
+        bound = ", ".join(f"{n!r}: {code}" for n, code in params)
+        exec(
+            f"def read(r):\n    e = r.event\n    v = {{{body}}}\n"
+            f"    return ({''.join(f'{k}, ' for k in key)}), v, "
+            f"{'{' + bound + '}' if params else 'NO_PARAMS'}",
+            namespace,
+        )
         return namespace["read"]  # type: ignore[no-any-return]
 
-    def __call__(self, recorded: Recorded, ctx: ProjectionContext) -> None:
-        cls = type(recorded.event)
-        try:
-            read = self._readers[cls]
-        except KeyError:
-            read = self._readers[cls] = self._reader(cls)
-        if read is not None:
-            plain = read(recorded)
-        else:
-            plain = {name: get(recorded) for name, get in self._value_getters}
+    def _read(self, recorded: Recorded) -> _Read:
+        """What ``_reader`` gives, by evaluating each expression (the general path)."""
+        plain = {name: get(recorded) for name, get in self._value_getters}
         # Most rules bind no event values inside SQL expressions: share one empty
         # mapping rather than allocate a dict per event (allocations feed the GC).
         params = (
@@ -223,6 +231,15 @@ class _Rule:
             key = tuple([plain[n] for n in self._pk])
         else:
             key = tuple([e.evaluate(recorded) for e in self.key])
+        return key, plain, params
+
+    def __call__(self, recorded: Recorded, ctx: ProjectionContext) -> None:
+        cls = type(recorded.event)
+        try:
+            read = self._readers[cls]
+        except KeyError:
+            read = self._readers[cls] = self._reader(cls)
+        key, plain, params = self._read(recorded) if read is None else read(recorded)
         ctx.writer.add(Write(self.kind, self.table, key, plain, self.sql, params, self._shape))
 
 
