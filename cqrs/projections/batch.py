@@ -154,7 +154,7 @@ def batch_body(
     }  # fmt: skip
     # Tuples straight from psycopg (the store's driver): SQLAlchemy's Row objects cost
     # about a tenth of a batch's client time. Columns: sql.BATCH_HEAD, then EventRow.
-    rows = driver.rows(conn, sql.READ_BATCH[(types is not None, sharded)], params)
+    rows = driver.rows(conn, sql.READ_BATCH[(types is not None, sharded)], params, binary=True)
     locked, horizon_text, checkpoint_xid, checkpoint_position = rows[0][:4]
     if not locked:
         return Outcome(locked=False)

@@ -44,9 +44,17 @@ _texts: dict[Statement, tuple[str, frozenset[str] | None] | None] = {}
 _MAX_TEXTS = 1024  # a rebuild's shadow tables bring new statements: keep the cache bounded
 
 
-def rows(conn: Connection, statement: Statement, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """``statement``'s result rows as tuples, executed in ``conn``'s transaction."""
-    cursor = _run(conn, statement, params)
+def rows(
+    conn: Connection, statement: Statement, params: dict[str, Any], *, binary: bool = False
+) -> list[tuple[Any, ...]]:
+    """``statement``'s result rows as tuples, executed in ``conn``'s transaction.
+
+    ``binary`` asks for results in PostgreSQL's binary format, for a statement
+    whose every column psycopg loads from it to the values the text format gives
+    (integers, booleans, text, ``uuid``, ``timestamptz``): the server sends a
+    timestamp as 8 bytes instead of formatting it, and the client skips parsing.
+    """
+    cursor = _run(conn, statement, params, binary)
     if cursor is None:
         return [tuple(row) for row in conn.execute(statement, params)]
     found = cursor.fetchall()
@@ -62,14 +70,14 @@ def execute(conn: Connection, statement: Statement, params: dict[str, Any]) -> i
     direct way too when its only bound values are ``params`` and none of their
     types converts values on the way in; otherwise it takes ``execute``.
     """
-    cursor = _run(conn, statement, params)
+    cursor = _run(conn, statement, params, False)
     if cursor is None:
         return int(conn.execute(statement, params).rowcount)
     return cursor.rowcount
 
 
 def _run(
-    conn: Connection, statement: Statement, params: dict[str, Any]
+    conn: Connection, statement: Statement, params: dict[str, Any], binary: bool
 ) -> psycopg.Cursor[Any] | None:
     """The cursor that executed ``statement``, or ``None`` where ``execute`` must run it."""
     if not _direct(conn):
@@ -91,7 +99,7 @@ def _run(
     assert isinstance(driver, psycopg.Connection)
     cursor = _cursor(driver)
     try:
-        cursor.execute(text, params)
+        cursor.execute(text, params, binary=binary)
     except psycopg.Error as exc:
         lost = conn.dialect.is_disconnect(cast(Any, exc), conn.connection, None)
         if lost:

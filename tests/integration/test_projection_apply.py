@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.orm import Session
 from test_projection_models import (
     CustomerView,
@@ -263,3 +263,32 @@ def test_batches_move_past_events_the_projection_skips(engine: Engine, shards: i
             {"x": str(last.position.transaction_id), "p": last.position.global_position},
         ).scalar_one()
     assert behind == 0
+
+
+def test_the_runner_hands_handlers_the_events_read_all_gives(cqrs_engine: Engine) -> None:
+    """A batch reads its page in the binary format; every field of every event must be
+    what ``read_all`` (text format) gives, also under a session time zone that is not UTC."""
+    with cqrs_engine.connect() as conn:
+        path = conn.execute(text("SHOW search_path")).scalar_one()
+    options = f"-csearch_path={path.replace(' ', '')} -ctimezone=Asia/Kathmandu"
+    zoned = create_engine(cqrs_engine.url, connect_args={"options": options})
+    append(
+        zoned, "order-7", OrderPlaced("order-7", "c-7", Decimal("7.25")), OrderShipped("order-7")
+    )
+    seen: list[RecordedEvent[Any]] = []
+    p = Projection("seen_all", OrderSummary)
+
+    @p.on(OrderPlaced, OrderShipped)
+    def _(e: RecordedEvent[Any], ctx: ProjectionContext) -> None:
+        seen.append(e)
+
+    try:
+        assert _runner(zoned, p).run_until_caught_up() >= 2
+        with zoned.connect() as conn:
+            everything = store().read_all(conn, limit=1000)
+    finally:
+        zoned.dispose()
+    mine = [e for e in seen if e.stream_id == "order-7"]
+    assert len(mine) == 2
+    assert mine == [e for e in everything if e.stream_id == "order-7"]
+    assert all(str(e.recorded_at.tzinfo) == "Asia/Kathmandu" for e in mine)
