@@ -43,7 +43,7 @@ from cqrs.store.expected import (
     holds,
 )
 from cqrs.store.expected import check as check_expected
-from cqrs.store.rows import decode_row, gc_paused
+from cqrs.store.rows import decode_row, gc_paused, recorded
 
 Executor = Session | Connection
 
@@ -482,16 +482,27 @@ def _refusal(
 
 
 def _result(stream_id: str, batch: EncodedBatch, returned: Sequence[Any]) -> AppendResult:
-    """The ``AppendResult`` of ``batch`` from the append's RETURNING rows, in version order."""
-    recorded = tuple(
-        RecordedEvent(
-            event_id, stream_id, stype, version, Position(int(xid), gpos), batch.types[i],
-            batch.schema_versions[i], batch.events[i], batch.metadata[i], at,
-        )
-        for i, (gpos, xid, version, event_id, at, stype, *_) in enumerate(returned)
+    """The ``AppendResult`` of ``batch`` from the append's RETURNING rows, in version order.
+
+    Its ``recorded`` events are built on first read (``AppendResult.deferred``):
+    from the rows and the batch's own lists, which it keeps until then.
+    """
+    last = returned[-1]
+    types, versions, events, metadata = (
+        batch.types, batch.schema_versions, batch.events, batch.metadata
     )  # fmt: skip
-    last = recorded[-1]
-    return AppendResult(stream_id, last.version, last.position, len(returned), recorded)
+
+    def build() -> tuple[RecordedEvent[Event], ...]:
+        return tuple(
+            recorded(
+                event_id, stream_id, stype, version, xid, gpos, types[i], versions[i],
+                events[i], metadata[i], at,
+            )
+            for i, (gpos, xid, version, event_id, at, stype, *_) in enumerate(returned)
+        )  # fmt: skip
+
+    position = Position(int(last[1]), last[0])
+    return AppendResult.deferred(stream_id, last[2], position, len(returned), build)
 
 
 def _many_params(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -85,6 +85,70 @@ class AppendResult:
     position: Position
     appended: int
     recorded: tuple[RecordedEvent[Event], ...] = ()
+
+    @classmethod
+    def deferred(
+        cls,
+        stream_id: str,
+        version: int,
+        position: Position,
+        appended: int,
+        build: Callable[[], tuple[RecordedEvent[Event], ...]],
+    ) -> AppendResult:
+        """An ``AppendResult`` whose ``recorded`` is ``build()``, called on its first read.
+
+        A batch append returns hundreds of results that most callers never
+        look into; building their ``RecordedEvent`` objects was a sixth of its
+        client work. Reading ``recorded`` (also through ``==``, ``repr``,
+        ``attrs.asdict``, pickling) gives the tuple ``build`` returns, kept
+        from then on, so nothing can tell the difference. Two threads reading
+        it first at once may each build it (equal tuples).
+
+        >>> r = AppendResult.deferred("s-1", 1, Position(5, 9), 1, lambda: ())
+        >>> r == AppendResult("s-1", 1, Position(5, 9), 1), r.recorded
+        (True, ())
+        """
+        result = cls(stream_id, version, position, appended)
+        _RECORDED_SLOT.__set__(result, _Pending(build))
+        return result
+
+
+class _Pending:
+    """A ``recorded`` tuple not built yet (``AppendResult.deferred``)."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], tuple[RecordedEvent[Event], ...]]) -> None:
+        self.build = build
+
+
+class _BuiltOnRead:
+    """``AppendResult.recorded``: the attrs slot, with a ``_Pending`` value built on read.
+
+    It replaces the slot's descriptor on the class and delegates to it, so the
+    generated ``__init__``, ``__eq__``, ``__repr__``, ``__hash__`` and the
+    pickling methods (which all read and write the attribute by name) work as
+    before and only ever see the tuple.
+    """
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self.slot.__get__(instance, owner)
+        if type(value) is _Pending:
+            value = value.build()
+            self.slot.__set__(instance, value)
+        return value
+
+    def __set__(self, instance: object, value: Any) -> None:
+        self.slot.__set__(instance, value)  # only object.__setattr__ gets here: frozen
+
+
+_RECORDED_SLOT: Any = AppendResult.__dict__["recorded"]
+setattr(AppendResult, "recorded", _BuiltOnRead(_RECORDED_SLOT))  # noqa: B010  # mypy: a field
 
 
 @attrs.frozen

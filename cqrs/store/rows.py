@@ -209,6 +209,38 @@ def decode_row(codec: EventCodec, row: Sequence[Any]) -> RecordedEvent[Event]:
     return recorded
 
 
+def recorded(
+    event_id: uuid.UUID,
+    stream_id: str,
+    stream_type: str,
+    version: int,
+    xid: str | int,
+    global_position: int,
+    event_type: str,
+    schema_version: int,
+    event: Event,
+    metadata: Any,
+    recorded_at: datetime,
+) -> RecordedEvent[Event]:
+    """``RecordedEvent(...)`` with its ``Position``, slot by slot as ``decode_row`` builds them
+    (an append's results build one per event)."""
+    position = _new(Position)
+    _set_transaction_id(position, int(xid))
+    _set_global_position(position, global_position)
+    made: RecordedEvent[Event] = _new(RecordedEvent)
+    _set_event_id(made, event_id)
+    _set_stream_id(made, stream_id)
+    _set_stream_type(made, stream_type)
+    _set_version(made, version)
+    _set_position(made, position)
+    _set_event_type(made, event_type)
+    _set_schema_version(made, schema_version)
+    _set_event(made, event)
+    _set_metadata(made, metadata)
+    _set_recorded_at(made, recorded_at)
+    return made
+
+
 def recorded_from(row: EventRow, event: Event, metadata: Any) -> RecordedEvent[Event]:
     """A ``RecordedEvent`` of ``row`` carrying ``event`` (decoded elsewhere) and ``metadata``."""
     return RecordedEvent(
