@@ -28,8 +28,9 @@ psycopg can take their parameters as given (``_text_of``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, cast
 
 import psycopg
@@ -161,6 +162,25 @@ def _direct(conn: Connection) -> bool:
     if transaction is not None and not transaction.is_active:
         return False  # execute raises PendingRollbackError here; let it
     return nested is None or nested.is_active
+
+
+_TIMESTAMPTZ = psycopg.postgres.types["timestamptz"].oid
+
+
+def timestamptz_parser(conn: Connection) -> Callable[[str], datetime]:
+    """Turns a ``timestamptz`` selected as text on ``conn`` into the ``datetime`` that
+    selecting it as is gives: psycopg's own loader, in the session's time zone as
+    it is now (kept: the parser works after the connection is gone)."""
+    context = conn.connection.driver_connection
+    assert isinstance(context, psycopg.Connection | psycopg.AsyncConnection)
+    load = context.adapters.get_loader(_TIMESTAMPTZ, psycopg.pq.Format.TEXT)
+    assert load is not None  # psycopg registers one on every connection
+    loader = load(_TIMESTAMPTZ, context)
+
+    def parse(value: str) -> datetime:
+        return cast(datetime, loader.load(value.encode()))
+
+    return parse
 
 
 @contextmanager

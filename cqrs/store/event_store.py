@@ -14,7 +14,7 @@ the service writes commit together or not at all.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
@@ -196,10 +196,11 @@ class EventStore:
             raise self._refused_many(conn, chosen, expected)
         by_stream: dict[str, list[tuple[Any, ...]]] = {}
         for row in returned:
-            by_stream.setdefault(row[6], []).append(row)
+            by_stream.setdefault(row[5], []).append(row)
+        parse = driver.timestamptz_parser(conn)
         for i in full:
             rows = sorted(by_stream[items[i].stream_id], key=lambda r: r[2])
-            results[i] = _result(items[i].stream_id, batches[i], rows)
+            results[i] = _result(items[i].stream_id, batches[i], rows, parse)
 
     def import_streams(self, executor: Executor, appends: Sequence[StreamAppend]) -> int:
         """Bulk-import new streams with one ``INSERT`` and one ``COPY``; returns the event count.
@@ -251,7 +252,8 @@ class EventStore:
             if not returned:
                 refusal = self._append_refused(conn, stream_id, expected)
                 raise validation.full_stream(refusal, stream_id, len(batch.ids))
-            return _result(stream_id, batch, sorted(returned, key=lambda r: r[2]))
+            parse = driver.timestamptz_parser(conn)
+            return _result(stream_id, batch, sorted(returned, key=lambda r: r[2]), parse)
 
     @staticmethod
     def _append_error(exc: DBAPIError, stream_id: str, expected: Expected) -> Exception:
@@ -481,24 +483,30 @@ def _refusal(
     return None
 
 
-def _result(stream_id: str, batch: EncodedBatch, returned: Sequence[Any]) -> AppendResult:
-    """The ``AppendResult`` of ``batch`` from the append's RETURNING rows, in version order.
+def _result(
+    stream_id: str,
+    batch: EncodedBatch,
+    returned: Sequence[Any],
+    parse_time: Callable[[str], datetime],
+) -> AppendResult:
+    """The ``AppendResult`` of ``batch`` from the append's RETURNING rows (``sql._RETURNED``),
+    in version order: the ``i``-th row is the batch's ``i``-th event.
 
     Its ``recorded`` events are built on first read (``AppendResult.deferred``):
     from the rows and the batch's own lists, which it keeps until then.
     """
     last = returned[-1]
-    types, versions, events, metadata = (
-        batch.types, batch.schema_versions, batch.events, batch.metadata
+    ids, types, versions, events, metadata = (
+        batch.ids, batch.types, batch.schema_versions, batch.events, batch.metadata
     )  # fmt: skip
 
     def build() -> tuple[RecordedEvent[Event], ...]:
         return tuple(
             recorded(
-                event_id, stream_id, stype, version, xid, gpos, types[i], versions[i],
-                events[i], metadata[i], at,
+                ids[i], stream_id, stype, version, xid, gpos, types[i], versions[i],
+                events[i], metadata[i], parse_time(at),
             )
-            for i, (gpos, xid, version, event_id, at, stype, *_) in enumerate(returned)
+            for i, (gpos, xid, version, at, stype, *_) in enumerate(returned)
         )  # fmt: skip
 
     position = Position(int(last[1]), last[0])
