@@ -49,4 +49,5 @@ def ints(values: Sequence[int | None]) -> str:
 
 def uuids(values: Sequence[uuid.UUID]) -> str:
     """A ``uuid[]`` literal: 32 hex digits each (a form ``uuid`` input accepts)."""
-    return "{" + ",".join([f"{v.int:032x}" for v in values]) + "}"
+    # one hex() over all their bytes, comma every 16: half the cost of a format per value
+    return "{" + b"".join([v.int.to_bytes(16, "big") for v in values]).hex(",", 16) + "}"
