@@ -23,9 +23,10 @@ surrogates, and not made only of blanks and invisible characters.
 
 from __future__ import annotations
 
+import operator
 import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -218,13 +219,29 @@ def _children(value: Any) -> Iterable[Any] | None:
     return None
 
 
+# An attrs class's field values as a tuple, read in C (operator.attrgetter); None
+# for a class that is not attrs. One look-up per event of a batch.
+_field_getters: dict[type, Callable[[Any], tuple[Any, ...]] | None] = {}
+
+
+def _field_getter(cls: type) -> Callable[[Any], tuple[Any, ...]] | None:
+    names = _field_names(cls)
+    if names is None:
+        getter = None
+    elif len(names) < 2:  # attrgetter of one name answers the value, not a tuple; of none fails
+        getters = [operator.attrgetter(name) for name in names]
+        getter = lambda value: tuple(get(value) for get in getters)  # noqa: E731
+    else:
+        getter = operator.attrgetter(*names)
+    _field_getters[cls] = getter
+    return getter
+
+
 def _flat(value: object) -> bool:
     """Whether ``value`` is an attrs object whose fields all hold scalars (most events)."""
-    names = _field_names(type(value))
-    if names is None:
-        return False
-    leaves = _LEAVES
-    return all(type(getattr(value, name)) in leaves for name in names)
+    kind = type(value)
+    getter = _field_getters[kind] if kind in _field_getters else _field_getter(kind)
+    return getter is not None and _LEAVES.issuperset(map(type, getter(value)))
 
 
 def check_depth(value: object, limit: int, what: str) -> None:
