@@ -46,7 +46,12 @@ _MAX_TEXTS = 1024  # a rebuild's shadow tables bring new statements: keep the ca
 
 
 def rows(
-    conn: Connection, statement: Statement, params: dict[str, Any], *, binary: bool = False
+    conn: Connection,
+    statement: Statement,
+    params: dict[str, Any],
+    *,
+    binary: bool = False,
+    prepare: bool | None = None,
 ) -> list[tuple[Any, ...]]:
     """``statement``'s result rows as tuples, executed in ``conn``'s transaction.
 
@@ -54,8 +59,11 @@ def rows(
     whose every column psycopg loads from it to the values the text format gives
     (integers, booleans, text, ``uuid``, ``timestamptz``): the server sends a
     timestamp as 8 bytes instead of formatting it, and the client skips parsing.
+    ``prepare`` is psycopg's: ``None`` prepares the statement from its fifth use
+    on the connection, ``False`` never (it is planned for its parameters' values
+    every time; the SQLAlchemy path keeps psycopg's default).
     """
-    cursor = _run(conn, statement, params, binary)
+    cursor = _run(conn, statement, params, binary, prepare)
     if cursor is None:
         return [tuple(row) for row in conn.execute(statement, params)]
     found = cursor.fetchall()
@@ -78,7 +86,11 @@ def execute(conn: Connection, statement: Statement, params: dict[str, Any]) -> i
 
 
 def _run(
-    conn: Connection, statement: Statement, params: dict[str, Any], binary: bool
+    conn: Connection,
+    statement: Statement,
+    params: dict[str, Any],
+    binary: bool,
+    prepare: bool | None = None,
 ) -> psycopg.Cursor[Any] | None:
     """The cursor that executed ``statement``, or ``None`` where ``execute`` must run it."""
     if not _direct(conn):
@@ -100,7 +112,7 @@ def _run(
     assert isinstance(driver, psycopg.Connection)
     cursor = _cursor(driver)
     try:
-        cursor.execute(text, params, binary=binary)
+        cursor.execute(text, params, binary=binary, prepare=prepare)
     except psycopg.Error as exc:
         lost = conn.dialect.is_disconnect(cast(Any, exc), conn.connection, None)
         if lost:

@@ -271,6 +271,8 @@ SET_ARCHIVED = text(
 #   statement (a cast error, 22P02, 'cqrs-torn-append'), so nothing is written.
 #   The cast takes a sub-select: a constant would be folded, and fail, at plan
 #   time whatever the condition.
+# * It goes unprepared (EventStore._append_streams): a generic plan cannot see
+#   how many streams and events the arrays hold.
 APPEND_STREAMS = _named(
     text("""
 WITH lk AS (
