@@ -271,7 +271,7 @@ SET_ARCHIVED = text(
 #   statement (a cast error, 22P02, 'cqrs-torn-append'), so nothing is written.
 #   The cast takes a sub-select: a constant would be folded, and fail, at plan
 #   time whatever the condition.
-# * It goes unprepared (EventStore._append_streams): a generic plan cannot see
+# * It goes unprepared for many streams (event_store._prepare): a generic plan cannot see
 #   how many streams and events the arrays hold.
 APPEND_STREAMS = _named(
     text("""
