@@ -253,8 +253,7 @@ class EventStore:
             if not returned:
                 refusal = self._append_refused(conn, stream_id, expected)
                 raise validation.full_stream(refusal, stream_id, len(batch.ids))
-            parse = driver.timestamptz_parser(conn)
-            return _result(stream_id, batch, sorted(returned, key=lambda r: r[2]), parse)
+            return _result(stream_id, batch, sorted(returned, key=lambda r: r[2]))
 
     @staticmethod
     def _append_error(exc: DBAPIError, stream_id: str, expected: Expected) -> Exception:
@@ -505,10 +504,11 @@ def _result(
     stream_id: str,
     batch: EncodedBatch,
     returned: Sequence[Any],
-    parse_time: Callable[[str], datetime],
+    parse_time: Callable[[str], datetime] | None = None,
 ) -> AppendResult:
     """The ``AppendResult`` of ``batch`` from the append's RETURNING rows (``sql._RETURNED``),
-    in version order: the ``i``-th row is the batch's ``i``-th event.
+    in version order: the ``i``-th row is the batch's ``i``-th event. ``parse_time``
+    turns their ``recorded_at`` into a datetime when they carry it as text.
 
     Its ``recorded`` events are built on first read (``AppendResult.deferred``):
     from the rows and the batch's own lists, which it keeps until then.
@@ -522,7 +522,7 @@ def _result(
         return tuple(
             recorded(
                 ids[i], stream_id, stype, version, xid, gpos, types[i], versions[i],
-                events[i], metadata[i], parse_time(at),
+                events[i], metadata[i], at if parse_time is None else parse_time(at),
             )
             for i, (gpos, xid, version, at, stype, *_) in enumerate(returned)
         )  # fmt: skip

@@ -24,13 +24,9 @@ _INSERT_EVENTS = """
 INSERT INTO events (event_id, stream_id, stream_type, version, event_type,
                     schema_version, data, metadata)"""
 
-# What an append returns of each event it wrote; the caller knows the rest. The
-# time goes as text, turned into a datetime only when the result's ``recorded``
-# is read (driver.timestamptz_parser): psycopg's loader of timestamptz was most
-# of the cost of fetching the rows, and most callers of a batch never read it.
+# What an append returns of each event it wrote; the caller knows the rest.
 _RETURNING = """
-RETURNING global_position, transaction_id::text AS xid, version, recorded_at::text AS recorded_at,
-          stream_type
+RETURNING global_position, transaction_id::text AS xid, version, recorded_at, stream_type
 """
 _RETURNED = ("global_position", "xid", "version", "recorded_at", "stream_type")
 
@@ -273,6 +269,10 @@ SET_ARCHIVED = text(
 #   time whatever the condition.
 # * It goes unprepared for many streams (event_store._prepare): a generic plan cannot see
 #   how many streams and events the arrays hold.
+# * ``recorded_at`` comes back as text, turned into a datetime only when a result's
+#   ``recorded`` is read (driver.timestamptz_parser): psycopg's loader of
+#   timestamptz was most of the cost of fetching 500 rows, and most writers of a
+#   batch never read them.
 APPEND_STREAMS = _named(
     text("""
 WITH lk AS (
