@@ -354,7 +354,8 @@ class EventStore:
         if types is not None:
             params["types"] = types
             statement = sql.READ_ALL_TYPES
-        rows = driver.rows(connection_of(executor), statement, params)
+        # Binary results: the page's columns all load to the same values (driver.rows).
+        rows = driver.rows(connection_of(executor), statement, params, binary=True)
         return self._decode_all(rows)
 
     def head(self, executor: Executor) -> Position:
