@@ -317,12 +317,19 @@ Profiles of 2026-12-03 (py-spy on the cqrs side alone; server CPU read from
 - **In `engine.begin()`**: BEGIN and COMMIT are two more round trips (psycopg
   sends BEGIN on its own); psycopg's pipeline mode, which would send it with
   the first statement, cost more CPU than the round trip it saves.
-- **Batches**: 40 µs an event against raw's 14: each event is encoded
-  (cattrs, JSON) and comes back through `RETURNING` as a `RecordedEvent`
-  (inline projections are fed those), where raw streams rows through `COPY`
-  and reads nothing back.
-- **`read_all`**: 16 µs an event against 9: typed event classes (`Decimal`,
-  `datetime`) against `json.loads` into dicts.
+- **Batches**: about 16 µs of client CPU an event against raw's 9 (40 before
+  2026-12-03: `AppendResult.recorded` is now built on first read, the
+  statement returns no `event_id`, and from 32 streams a call it is planned
+  for its own arrays instead of prepared). What is left: encoding each event
+  (about 4 µs: `datetime.isoformat` 1.5 and the JSON encoder), SQLAlchemy's
+  begin and commit (about a sixth of the client), and on the server the
+  insert into the partitioned table with three indexes (about 2.5 ms for 500
+  events) where raw streams rows through `COPY` into one table.
+- **`read_all`**: 12-15 µs of client CPU an event against 4-6: decoding fresh
+  rows into event classes and `RecordedEvent`s (7-8 µs, of which the JSON
+  text 1.5, cattrs structuring `Decimal` and `datetime` about 1.5, and the
+  young-generation collection that the page's kept objects trigger about a
+  fifth) and fetching 11 columns (2.5 µs) against `json.loads` into dicts.
 - **Command round trip**: the handler runs in the `Session`'s transaction:
   BEGIN, the stream's load, the append and COMMIT are four round trips where
   raw sends two autocommit statements (its unique key is the version check).
@@ -332,9 +339,9 @@ Profiles of 2026-12-03 (py-spy on the cqrs side alone; server CPU read from
   snapshot, the lock, the read horizon, the checkpoint, parked streams and
   each event's place in the window. In the client, fetching those columns
   costs about 3 µs an event, decoding each into its event class and a
-  `RecordedEvent` 3.2 µs (JSON 0.7, cattrs structuring 1.1, the envelope 1.4)
-  where raw's `json.loads` costs 0.7, and the rules and set-based writes 1.5
-  µs. Fixed that day: the garbage collector ran during the rules (about 7 µs
+  `RecordedEvent` 6.5 µs on a fresh page (3.2 on rows already in the CPU's
+  cache: JSON 0.7, cattrs structuring 1.1, the envelope 1.4) where raw's
+  `json.loads` costs 0.7, and the rules and set-based writes 1.5 µs. Fixed that day: the garbage collector ran during the rules (about 7 µs
   an event, now paused for the whole batch), and the upsert and checkpoint
   went through SQLAlchemy's `execute`.
 
