@@ -341,9 +341,10 @@ Profiles of 2026-12-03 (py-spy on the cqrs side alone; server CPU read from
   costs about 3 µs an event, decoding each into its event class and a
   `RecordedEvent` 6.5 µs on a fresh page (3.2 on rows already in the CPU's
   cache: JSON 0.7, cattrs structuring 1.1, the envelope 1.4) where raw's
-  `json.loads` costs 0.7, and the rules and set-based writes 1.5 µs. Fixed that day: the garbage collector ran during the rules (about 7 µs
-  an event, now paused for the whole batch), and the upsert and checkpoint
-  went through SQLAlchemy's `execute`.
+  `json.loads` costs 0.7, and the rules and set-based writes 1.5 µs. Fixed
+  that day: the garbage collector ran during the rules (about 7 µs an event,
+  now paused for the whole batch), and the upsert and checkpoint went through
+  SQLAlchemy's `execute`.
 
 ## Workloads
 
