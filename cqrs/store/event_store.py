@@ -44,7 +44,7 @@ from cqrs.store.expected import (
     holds,
 )
 from cqrs.store.expected import check as check_expected
-from cqrs.store.rows import decode_row, gc_paused, recorded
+from cqrs.store.rows import decode_row, gc_paused, position_of, recorded
 
 Executor = Session | Connection
 
@@ -522,13 +522,13 @@ def _result(
     def build() -> tuple[RecordedEvent[Event], ...]:
         return tuple(
             recorded(
-                ids[i], stream_id, stype, version, xid, gpos, types[i], versions[i],
-                events[i], metadata[i], at if parse_time is None else parse_time(at),
+                ids[i], stream_id, stype, version, position_of(xid, gpos), types[i],
+                versions[i], events[i], metadata[i], at if parse_time is None else parse_time(at),
             )
             for i, (gpos, xid, version, at, stype, *_) in enumerate(returned)
         )  # fmt: skip
 
-    position = Position(int(last[1]), last[0])
+    position = position_of(last[1], last[0])
     return AppendResult.deferred(stream_id, last[2], position, len(returned), build)
 
 
