@@ -200,19 +200,20 @@ def test_mixed_signs_and_nulls_fall_back_to_exact_rounds(cqrs_engine: Engine) ->
     assert got[0][:3] == ("a", 4, Decimal("-7.98"))
 
 
-def test_increments_are_summed_only_when_each_fits_the_column_scale(cqrs_engine: Engine) -> None:
-    # 1.250 is 1.25 spelled with three places: it fits numeric(_, 2), so the run sums
+@pytest.mark.parametrize(
+    ("amount", "times", "total", "statements"),
+    [
+        # 1.250 is 1.25 spelled with three places: it fits numeric(_, 2), so the run sums
+        ("1.250", 4, "5.00", 1),
+        # each 0.005 rounds on its own (0.01, 0.02, 0.03); their sum, 0.015, would round once
+        ("0.005", 3, "0.03", 3),
+    ],
+)
+def test_increments_are_summed_only_when_each_fits_the_column_scale(
+    cqrs_engine: Engine, amount: str, times: int, total: str, statements: int
+) -> None:
     events: list[Event] = [Opened("a", "x")]
-    events += [Added("a", Decimal("1.250"), f"l{n}") for n in range(4)]
-    got, want, statements = _apply_both(cqrs_engine, events)
-    assert got == want and got[0][:3] == ("a", 4, Decimal("5.00"))
-    assert statements == 1
-
-
-def test_increments_finer_than_the_column_scale_are_applied_in_turn(cqrs_engine: Engine) -> None:
-    # each 0.005 rounds on its own (0.01, 0.02, 0.03); their sum, 0.015, would round once
-    events: list[Event] = [Opened("a", "x")]
-    events += [Added("a", Decimal("0.005"), f"l{n}") for n in range(3)]
-    got, want, statements = _apply_both(cqrs_engine, events)
-    assert got == want and got[0][:3] == ("a", 3, Decimal("0.03"))
-    assert statements == 3
+    events += [Added("a", Decimal(amount), f"l{n}") for n in range(times)]
+    got, want, sent = _apply_both(cqrs_engine, events)
+    assert got == want and got[0][:3] == ("a", times, Decimal(total))
+    assert sent == statements
