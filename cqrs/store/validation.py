@@ -209,9 +209,9 @@ def _children(value: Any) -> Iterable[Any] | None:
         return value.values()  # type: ignore[no-any-return]
     if kind is list or kind is tuple or kind is set or kind is frozenset:
         return value  # type: ignore[no-any-return]
-    names = _field_names(kind)
-    if names is not None:
-        return [getattr(value, name) for name in names]
+    getter = _field_getters[kind] if kind in _field_getters else _field_getter(kind)
+    if getter is not None:
+        return getter(value)
     if isinstance(value, Mapping):
         return value.values()
     if isinstance(value, (list, tuple, set, frozenset)):
