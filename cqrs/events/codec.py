@@ -12,7 +12,7 @@ and field). See docs/guides/events.md.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -100,6 +100,14 @@ class EventCodec:
         # the compiler's caches, read directly on the hot paths (one call less per event)
         self._decoders = self._compiler.decoders
         self._checks = self._compiler.checks
+        # Decoders by stored type name, with the schema version they read, for names
+        # whose rows ``decode`` has read at their class's current version, valid while
+        # ``registry.changes == current_at``. A reader of many rows
+        # (``cqrs.store.rows.decode_row``) calls such a decoder directly and
+        # ``decode`` when it raises or the row is not there: the same event or the
+        # same error, one call less per event.
+        self.current: dict[str, tuple[int, Callable[[Payload], Event]]] = {}
+        self.current_at = registry.changes
 
     def encode(self, event: Event) -> tuple[str, int, str]:
         """Return ``(type name, schema version, JSON text)`` for ``event``.
@@ -178,7 +186,12 @@ class EventCodec:
             if schema_version != cls.schema_version:
                 data = self._upcast(name, schema_version, data)
             decode = self._decoders.get(cls) or self._compiler.decoder(cls)
-            return decode(data)  # type: ignore[no-any-return]
+            event: Event = decode(data)
+            if schema_version == cls.schema_version:
+                if self.current_at != self.registry.changes:
+                    self.current, self.current_at = {}, self.registry.changes
+                self.current[name] = (schema_version, decode)
+            return event
         except Mismatch as exc:
             problem, field = exc.problem, exc.where() or None
             fix: str | None = None

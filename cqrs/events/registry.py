@@ -35,6 +35,9 @@ class EventRegistry:
         self._by_name: dict[str, type[Event]] = {}
         self._names: dict[type[Event], str] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self.changes = 0
+        """How many registrations this registry has seen: a codec's caches of
+        decoders by type name hold while it is unchanged."""
 
     def register(
         self, cls: type[Event], name: str, *, version: int = 1, aliases: Iterable[str] = ()
@@ -49,6 +52,7 @@ class EventRegistry:
                 )
             self._by_name[key] = cls
         self._names[cls] = name
+        self.changes += 1
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name

@@ -195,7 +195,17 @@ def decode_row(codec: EventCodec, row: Sequence[Any]) -> RecordedEvent[Event]:
             etype, "its metadata is not a JSON object",
             stream_id=stream_id, version=version, position=position,
         )  # fmt: skip
-    event = codec.decode(etype, sv, data, stream_id=stream_id, position=position, version=version)
+    known = codec.current.get(etype) if codec.current_at == codec.registry.changes else None
+    event = None
+    if known is not None and known[0] == sv and type(data) is dict:
+        try:
+            event = known[1](data)
+        except Exception:
+            event = None  # the full path below raises the error that says where and why
+    if event is None:
+        event = codec.decode(
+            etype, sv, data, stream_id=stream_id, position=position, version=version
+        )
     return recorded(event_id, stream_id, stream_type, version, position, etype, sv, event, meta, at)
 
 

@@ -448,3 +448,63 @@ def test_classes_with_init_logic_still_run_it_on_decode() -> None:
         FastConverted("x")
     )
     assert codec.decode("fast.defaulted", 1, {}, stream_id="s", position=1) == FastDefaulted()
+
+
+def _row(name: str, version: int, data: str, schema_version: int = 1) -> tuple[Any, ...]:
+    """A row as the log's readers select it (cqrs.store.rows.EventRow's order)."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return (uuid.uuid4(), "s-1", "s", version, "7", version, name, schema_version, data, "{}", at)
+
+
+def test_rows_read_after_a_good_one_still_get_the_full_error() -> None:
+    from cqrs.store.rows import decode_row
+
+    codec = EventCodec(registry)
+    good = decode_row(codec, _row("strict.order", 1, '{"paid": true, "qty": 1, "name": "a"}'))
+    assert good.event == Order(paid=True, qty=1, name="a")
+    assert "strict.order" in codec.current  # later rows of the type take the shortcut
+    with pytest.raises(EventDecodeError) as caught:
+        decode_row(codec, _row("strict.order", 2, '{"paid": "yes", "qty": 1, "name": "a"}'))
+    assert caught.value.field == "paid" and caught.value.version == 2
+    with pytest.raises(EventDecodeError, match="declares no field"):
+        decode_row(codec, _row("strict.order", 3, '{"paid": true, "qty": 1, "name": "a", "x": 1}'))
+
+
+def test_rows_of_another_schema_version_are_upcast_not_read_by_the_shortcut() -> None:
+    from cqrs.store.rows import decode_row
+
+    local = EventRegistry()
+
+    @event("shortcut.named", registry=local, version=2)
+    class Named(Event):
+        name: str
+
+    @local.upcaster("shortcut.named", from_version=1)
+    def _v1(data: dict[str, Any]) -> dict[str, Any]:
+        return {"name": data["title"]}
+
+    codec = EventCodec(local)
+    assert decode_row(codec, _row("shortcut.named", 1, '{"name": "new"}', 2)).event == Named("new")
+    old = decode_row(codec, _row("shortcut.named", 2, '{"title": "old"}', 1))
+    assert old.event == Named("old")
+
+
+def test_a_class_registered_again_under_its_name_is_the_one_rows_decode_to() -> None:
+    from cqrs.store.rows import decode_row
+
+    local = EventRegistry()
+
+    @event("shortcut.renewed", registry=local)
+    class Renewed(Event):
+        n: int
+
+    codec = EventCodec(local)
+    first = decode_row(codec, _row("shortcut.renewed", 1, '{"n": 1}')).event
+    assert type(first) is Renewed
+
+    @event("shortcut.renewed", registry=local)  # the same class, defined again (a reload)
+    class Renewed(Event):  # type: ignore[no-redef]
+        n: int
+
+    again = decode_row(codec, _row("shortcut.renewed", 2, '{"n": 2}')).event
+    assert type(again) is Renewed and type(again) is not type(first)
