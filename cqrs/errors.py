@@ -46,7 +46,8 @@ from the installed release; ``cqrs.docs.error_section(code)`` from Python)::
     ├── QueryError                    cqrs-query
     │   └── QueryHandlerNotFound      cqrs-query-handler-not-found
     ├── ProjectionError               cqrs-projection
-    │   └── ReadModelTimeout          cqrs-read-timeout
+    │   ├── ReadModelTimeout          cqrs-read-timeout
+    │   └── AppendInReadModelBatch    cqrs-append-in-read-model
     ├── RelayError                    cqrs-relay
     │   └── DedupeWindowTooShort      cqrs-dedupe-window
     ├── BrokerError                   cqrs-broker
@@ -549,6 +550,18 @@ class ReadModelTimeout(ProjectionError):
     def __init__(self, message: str, *, holder: HorizonHolder | None = None) -> None:
         super().__init__(message)
         self.holder = holder
+
+
+class AppendInReadModelBatch(ProjectionError):
+    """An append in the transaction of a projection batch that declared it appends nothing.
+
+    A runner's batch of a projection made with ``appends=False`` (the default;
+    a ``ProcessManager`` appends) is not waited for by readers of the log, so
+    an event it wrote could land behind their cursors: the store refuses it,
+    and nothing of the statement is written.
+    """
+
+    code = "cqrs-append-in-read-model"
 
 
 class RelayError(CqrsError):

@@ -20,7 +20,7 @@ from cqrs.errortext import clip, describe
 from cqrs.events.model import START, Position
 from cqrs.projections import sql
 from cqrs.projections.declarative import Projection
-from cqrs.store import driver
+from cqrs.store import driver, no_append
 from cqrs.store.event_store import EventStore
 from cqrs.store.rows import EventRow, gc_paused
 
@@ -159,14 +159,17 @@ def batch_body(
     if not locked:
         return Outcome(locked=False)
     horizon = int(horizon_text)
+    at = sql.EVENT_AT
+    read = [r for r in rows if r[at] is not None]  # none when nothing was read
+    wanted = [r for r in read if r[_WANTED]]
+    if wanted and not projection.appends:
+        # Before the first write: other readers need not wait for this transaction.
+        driver.execute(conn, no_append.MARK, {})
     if checkpoint_xid is None:
         conn.execute(sql.ENSURE_CHECKPOINT, {"p": name, "s": shard})
         checkpoint = START
     else:
         checkpoint = Position(int(checkpoint_xid), int(checkpoint_position))
-    at = sql.EVENT_AT
-    read = [r for r in rows if r[at] is not None]  # none when nothing was read
-    wanted = [r for r in read if r[_WANTED]]
     parked_streams = {r[at + 1] for r in wanted if r[_PARKED]}
     make = EventRow._make
     applied = parked = 0

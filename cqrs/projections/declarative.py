@@ -373,7 +373,12 @@ class Projection:
     ``shards`` splits the runner's work by hash of stream id; ``batch_size``
     caps the events one runner transaction applies (it reads past events of
     other types or shards, and its checkpoint moves past them too);
-    ``policy`` is the failure policy.
+    ``policy`` is the failure policy. ``appends`` says whether its handlers
+    append events (dispatch commands) in the batch's transaction: a runner
+    batch of a projection that does not (the default) is not waited for by
+    other readers of the log, and an append in it raises
+    ``AppendInReadModelBatch`` (``ProcessManager`` appends; see "The read
+    horizon" in docs/architecture.md).
     """
 
     def __init__(
@@ -384,6 +389,7 @@ class Projection:
         batch_size: int = 500,
         policy: FailurePolicy | None = None,
         registry: EventRegistry | None = None,
+        appends: bool = False,
     ) -> None:
         if not name or not isinstance(name, str) or len(name) > 100:
             raise ProjectionError(f"projection name must be a 1-100 character string: {name!r}")
@@ -403,6 +409,7 @@ class Projection:
         self.batch_size = batch_size
         self.policy = policy or FailurePolicy()
         self.registry = registry or default_registry
+        self.appends = bool(appends)
         self._handlers: dict[type[Event], list[Handler]] = {}
         self._tables: list[Table] = [table_of(m) for m in models]
         self._types: tuple[list[str] | None] | None = None

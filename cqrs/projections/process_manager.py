@@ -76,7 +76,7 @@ class ProcessManager(Projection):
     ) -> None:
         super().__init__(
             name, *models, shards=shards, batch_size=batch_size, policy=policy,
-            registry=registry or bus.store.codec.registry,
+            registry=registry or bus.store.codec.registry, appends=True,
         )  # fmt: skip
         self.bus = bus
 

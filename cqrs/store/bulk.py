@@ -25,8 +25,10 @@ from sqlalchemy.exc import DBAPIError
 from cqrs import errors
 from cqrs.config import Settings
 from cqrs.events.codec import EventCodec
+from cqrs.store import no_append
 from cqrs.store.encoding import EncodedBatch, encode_batch
 from cqrs.store.expected import ANY, NO_STREAM, StreamAppend
+from cqrs.store.no_append import GUARD
 
 EXISTING = text(
     "SELECT stream_id, version FROM streams WHERE stream_id = ANY(CAST(:sids AS text[]))"
@@ -34,7 +36,7 @@ EXISTING = text(
 INSERT_STREAMS = text(
     "INSERT INTO streams (stream_id, stream_type, version, last_xid) "
     "SELECT sid, stype, n, pg_current_xact_id() FROM unnest(CAST(:sids AS text[]), "
-    "CAST(:stypes AS text[]), CAST(:ns AS int[])) AS i(sid, stype, n)"
+    "CAST(:stypes AS text[]), CAST(:ns AS int[])) AS i(sid, stype, n) WHERE " + GUARD
 )
 COPY_EVENTS = (
     "COPY events (event_id, stream_id, stream_type, version, event_type, schema_version, "
@@ -77,6 +79,9 @@ def import_streams(
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) == "23505":
             raise errors.AppendRefused({}, torn=True) from exc
+        refused = no_append.refusal(exc)
+        if refused is not None:
+            raise refused from exc
         raise
     return _copy(conn, pairs, stypes)
 

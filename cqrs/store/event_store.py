@@ -30,7 +30,7 @@ from cqrs.config import Settings
 from cqrs.events.codec import EventCodec
 from cqrs.events.model import START, Event, NewEvent, Position, RecordedEvent
 from cqrs.events.registry import EventRegistry, default_registry
-from cqrs.store import arrays, bulk, driver, horizon, sql, validation
+from cqrs.store import arrays, bulk, driver, horizon, no_append, sql, validation
 from cqrs.store.consistency import inconsistency
 from cqrs.store.encoding import EncodedBatch, encode_batch
 from cqrs.store.expected import (
@@ -263,7 +263,7 @@ class EventStore:
             return errors.PartitionMissing(str(exc.orig).splitlines()[0])
         if state in ("40001", "40P01"):
             return errors.TransactionConflict(stream_id, expected, state)
-        return exc
+        return no_append.refusal(exc) or exc
 
     @staticmethod
     def _append_statement(mode: str, batch: EncodedBatch, params: dict[str, Any]) -> TextualSelect:

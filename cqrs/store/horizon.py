@@ -26,7 +26,7 @@ another test run) would stall every reader here.
 A backend is connected to one database for its life, and a prepared
 transaction records its database: neither can write this database's tables.
 So the horizon is the least id of ``xip`` that is NOT positively known to
-belong to another database, or ``xmax`` when there is none; and never above
+belong to another database (or to append nothing), or ``xmax`` when there is none; and never above
 the reader's own transaction id once it has written. A transaction's own
 snapshot does not list it in ``xip``, and ``xmax`` passes it as soon as a newer
 transaction ends anywhere, yet it is still in progress: without that bound a
@@ -39,7 +39,11 @@ known" means one of:
   ``datid`` is another database's (both columns are shown to every role,
   superuser or not: checked on PostgreSQL 15 and 16);
 * ``pg_prepared_xacts`` shows it with another ``database`` (readable by
-  every role).
+  every role);
+* or it may not append at all: ``pg_stat_activity`` shows it as the
+  ``backend_xid`` of a session whose ``application_name`` is the mark of
+  ``cqrs.store.no_append`` naming that same whole id (a projection runner's
+  batch of a read model; the store refuses appends in it).
 
 Any other id (a backend whose status is not visible, a background worker
 without a database, an id that just started) keeps the horizon as it was: it
@@ -65,22 +69,29 @@ from datetime import datetime
 import attrs
 from sqlalchemy import Connection, Engine, text
 
+from cqrs.store.no_append import NOT_APPENDING
+
 _LOW_32 = "4294967295"
 
-# Transaction ids (low 32 bits) positively known to run in another database.
-_FOREIGN_XIDS = (
-    "SELECT a.backend_xid::text::bigint AS xid32 FROM pg_stat_activity a "
-    "WHERE a.backend_xid IS NOT NULL "
+# Transaction ids positively known not to append to this database's log: ``xid32``
+# their low 32 bits, ``xid64`` the whole id where known. Those running in another
+# database, and those marked as appending nothing (cqrs.store.no_append), whose
+# mark names the whole id.
+_NOT_WRITERS = (
+    "SELECT a.backend_xid::text::bigint AS xid32, NULL::bigint AS xid64 "
+    "FROM pg_stat_activity a WHERE a.backend_xid IS NOT NULL "
     "AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "UNION ALL SELECT p.transaction::text::bigint FROM pg_prepared_xacts p "
-    "WHERE p.database <> current_database()"
+    "UNION ALL SELECT p.transaction::text::bigint, NULL FROM pg_prepared_xacts p "
+    "WHERE p.database <> current_database() "
+    f"UNION ALL {NOT_APPENDING}"
 )
 
 # LEAST ignores the NULL of a transaction that has not written: one that has is
 # itself in progress, though its own snapshot never lists it in ``xip``.
 READ_HORIZON = (
     "(SELECT least(coalesce((SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x WHERE NOT EXISTS ("
-    f"SELECT 1 FROM ({_FOREIGN_XIDS}) f WHERE f.xid32 = (x::text::bigint & {_LOW_32}))), "
+    f"SELECT 1 FROM ({_NOT_WRITERS}) f WHERE f.xid32 = (x::text::bigint & {_LOW_32}) "
+    "AND (f.xid64 IS NULL OR f.xid64 = x::text::bigint))), "
     "pg_snapshot_xmax(snap.s)), pg_current_xact_id_if_assigned()) "
     "FROM (SELECT pg_current_snapshot() AS s) snap)"
 )

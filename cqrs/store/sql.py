@@ -9,6 +9,7 @@ from sqlalchemy import TextClause, TextualSelect, column, text
 
 from cqrs.store import rows
 from cqrs.store.horizon import READ_HORIZON
+from cqrs.store.no_append import GUARD
 
 
 def _named(statement: TextClause, names: Sequence[str]) -> TextualSelect:
@@ -93,12 +94,17 @@ FROM s"""
 #
 # ``OFFSET 0`` keeps the lock in a sub-select of its own, evaluated before the
 # id is asked for.
-_LOCK_THEN_XID = """
+_LOCK_THEN_XID = (
+    """
 WITH lk AS (
     SELECT pg_current_xact_id() AS xid FROM (
         SELECT CASE WHEN pg_current_xact_id_if_assigned() IS NULL
                     THEN pg_advisory_xact_lock(hashtextextended(:sid, 7)) END OFFSET 0) first
+    WHERE """
+    + GUARD
+    + """
 ),"""
+)
 
 _NEW_HEAD = (
     _LOCK_THEN_XID
@@ -274,13 +280,17 @@ SET_ARCHIVED = text(
 #   timestamptz was most of the cost of fetching 500 rows, and most writers of a
 #   batch never read them.
 APPEND_STREAMS = _named(
-    text("""
+    text(
+        """
 WITH lk AS (
     SELECT pg_current_xact_id() AS xid FROM (
         SELECT CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN (
             SELECT count(pg_advisory_xact_lock(k)) FROM (
                 SELECT DISTINCT hashtextextended(sid, 7) AS k
                 FROM unnest(CAST(:sids AS text[])) AS sid ORDER BY 1) keys) END OFFSET 0) first
+    WHERE """
+        + GUARD
+        + """
 ),
 i AS (
     SELECT * FROM unnest(CAST(:sids AS text[]), CAST(:stypes AS text[]), CAST(:ns AS int[]),
@@ -333,7 +343,8 @@ ev AS (
 SELECT ev.global_position, ev.xid, ev.version, ev.recorded_at, ev.stream_type, ev.stream_id,
        CASE WHEN (SELECT count(*) FROM heads) < (SELECT count(*) FROM i)
             THEN CAST('cqrs-torn-append ' || (SELECT count(*) FROM heads) AS int) END AS torn
-FROM ev"""),
+FROM ev"""
+    ),
     (*_RETURNED, "stream_id", "torn"),
 )
 

@@ -1,0 +1,86 @@
+"""Internal: transactions that promise to append no event, so readers need not wait for them.
+
+Readers see only events of transactions older than the read horizon
+(``cqrs.store.horizon``): the oldest transaction still running that *may*
+append. A projection runner's batch writes its read model and checkpoint, so
+it holds a transaction id for a while, and on a busy machine every consumer
+then waited for the slowest batch of every other. A batch of a projection that
+appends nothing (``Projection(appends=False)``, the default; not a
+``ProcessManager``) now says so before its first write (:data:`MARK`):
+
+* the transaction-local setting ``cqrs.no_append`` turns ``on``, and every
+  append statement of the store refuses to run while it is (:data:`GUARD`:
+  ``AppendInReadModelBatch``, nothing of the statement written);
+* ``application_name`` becomes ``~cqrs~no-append~<xid>~ <previous name>``
+  until the transaction ends, where every session can read it
+  (``pg_stat_activity`` shows ``application_name`` and ``backend_xid`` to every
+  role). The horizon skips an id in progress when the session holding it shows
+  that name *with that id* (:data:`NOT_APPENDING`).
+
+Why that is safe: the mark is taken only by a transaction without an id yet
+(so it has written nothing, events least of all), the id is taken by the
+marking statement itself, and the store's appends refuse to run until the
+transaction ends. So a marked id never has events, and skipping it lets no
+later commit land behind a cursor. A name and an id read from one backend slot
+belong together because the name carries the id: a session that ended the
+marked transaction and began another shows a new id that the old name does
+not match. An id is skipped only on that positive evidence; anything else (a
+name a role cannot see, a transaction marked after the reader looked) leaves
+the horizon as it was, too low at worst. ``~cqrs~no-append~`` is reserved:
+do not give a session an ``application_name`` starting with it.
+
+    >>> GUARD.startswith("CASE WHEN current_setting('cqrs.no_append', true) = 'on'")
+    True
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from cqrs.errors import AppendInReadModelBatch
+
+NAME_PREFIX = "~cqrs~no-append~"
+
+# A WHERE condition of every append statement, evaluated before anything is
+# written: true, or (in a marked transaction) a cast that fails with 22P02 and
+# 'cqrs-no-append' in its message. CASE keeps the order: the cast runs only when
+# the setting is on (an OR could be evaluated either way round), and it is not a
+# constant, so the planner cannot fold it (and fail) at plan time.
+GUARD = (
+    "CASE WHEN current_setting('cqrs.no_append', true) = 'on' "
+    "THEN CAST('cqrs-no-append ' || current_setting('application_name') AS int) IS NULL "
+    "ELSE true END"
+)
+
+# Marks the batch's transaction (see the module's docstring); a transaction that
+# already has an id (a caller's, with writes of its own) is left as it is.
+MARK = text(
+    "SELECT set_config('cqrs.no_append', 'on', true), "
+    "set_config('application_name', '~cqrs~no-append~' || pg_current_xact_id()::text || '~ ' "
+    "|| current_setting('application_name'), true) "
+    "WHERE pg_current_xact_id_if_assigned() IS NULL"
+)
+
+# Transactions in progress that are marked: the id their backend holds (``backend_xid``,
+# 32 bits) and the whole id their session's name carries, for the horizon to match
+# both against an id of its snapshot. 18 digits at most fit a bigint; a longer number
+# (never an xid8 of this century) matches nothing.
+NOT_APPENDING = (
+    "SELECT a.backend_xid::text::bigint, "
+    "substring(a.application_name FROM '^~cqrs~no-append~([0-9]{1,18})~')::bigint "
+    "FROM pg_stat_activity a "
+    "WHERE a.backend_xid IS NOT NULL AND a.application_name LIKE '~cqrs~no-append~%' "
+    "AND a.application_name ~ '^~cqrs~no-append~[0-9]{1,18}~'"
+)
+
+
+def refusal(exc: BaseException) -> AppendInReadModelBatch | None:
+    """The typed error for an append statement that :data:`GUARD` stopped, else ``None``."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) != "22P02" or "cqrs-no-append" not in str(orig):
+        return None
+    return AppendInReadModelBatch(
+        "an event was appended in a runner batch of a projection that declared it appends "
+        "nothing, which other readers of the log do not wait for; nothing was written. Make "
+        "it a ProcessManager, or pass appends=True to its Projection(...)"
+    )
