@@ -247,7 +247,8 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     run.add_argument(
         "--no-durable", action="store_true",
-        help="commit batches with synchronous_commit=off (lower latency; see the guide)",
+        help="commit read-model batches with synchronous_commit=off (lower latency; process "
+        "managers stay durable; see the guide)",
     )  # fmt: skip
     add_common(run)
     run.set_defaults(func=_cmd_run)

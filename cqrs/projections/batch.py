@@ -150,7 +150,9 @@ def batch_body(
     sharded = target.shard_count > 1
     params: dict[str, Any] = {
         "p": name, "s": shard, "lim": limit, "scan": scan, "types": types,
-        "shards": target.shard_count, "fast": not target.durable,
+        # Never for a projection that appends: its events could be read, then lost in a
+        # crash, and their positions handed out again behind the readers' cursors.
+        "shards": target.shard_count, "fast": not (target.durable or projection.appends),
     }  # fmt: skip
     # Tuples straight from psycopg (the store's driver): SQLAlchemy's Row objects cost
     # about a tenth of a batch's client time. Columns: sql.BATCH_HEAD, then EventRow.

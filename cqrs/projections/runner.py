@@ -111,7 +111,10 @@ class ProjectionRunner:
     asks for ahead of time (``None`` turns that off). ``durable=False`` commits
     batches with ``synchronous_commit = off``: lower latency; a database crash
     may then lose the last batches, read-model rows and checkpoint together, and
-    the runner applies them again (effects stay exactly-once). ``channel`` is
+    the runner applies them again (effects stay exactly-once). It applies to
+    projections that append nothing: a process manager's batches (and those of
+    ``Projection(appends=True)``) always commit durably, since events others
+    may already have read must not be lost. ``channel`` is
     the wake-up channel to ``LISTEN`` on (default: ``settings.notify_channel``).
     """
 

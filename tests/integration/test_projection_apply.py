@@ -231,6 +231,11 @@ def test_non_durable_batches_commit_asynchronously(engine: Engine) -> None:
     _runner(engine, p).run_until_caught_up()
     assert settings == ["off", "on"]
     assert len(summary_rows(engine)) == 2
+    # A projection that appends (a process manager) commits durably whatever the runner says.
+    p.appends = True
+    append(engine, "order-3", OrderPlaced("order-3", "c", Decimal(1)))
+    ProjectionRunner(engine, [p], store=store(), listen=False, durable=False).run_until_caught_up()
+    assert settings == ["off", "on", "on"]
 
 
 @pytest.mark.parametrize("shards", [1, 2])
