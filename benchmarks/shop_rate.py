@@ -300,10 +300,13 @@ def run(
     drain_timeout: float = 600,
     out: TextIO = sys.stdout,
     processes: bool = False,
+    durable: bool = True,
 ) -> RateResult:
     """One run; prints the report on ``out`` and answers the figures. ``processes``: each
     runner group in a process of its own (as ``cqrs projections run`` deploys them)
-    instead of a thread of this process (as ``make demo`` runs them)."""
+    instead of a thread of this process (as ``make demo`` runs them). ``durable=False``:
+    runners commit read-model batches without waiting for the WAL flush (process
+    managers stay durable)."""
     orders = max(1, round(rate * seconds))
     engine = migrate.fresh_schema(url, schema, pool_size=workers + 8, max_overflow=4)
     try:
@@ -311,7 +314,7 @@ def run(
             migrate.upgrade(conn)
         return _run_on(engine, rate=rate, orders=orders, seed=seed, sample=sample,
                        workers=workers, drain_timeout=drain_timeout, out=out,
-                       processes=processes)  # fmt: skip
+                       processes=processes, durable=durable)  # fmt: skip
     finally:
         engine.dispose()
 
@@ -327,6 +330,7 @@ def _run_on(
     drain_timeout: float,
     out: TextIO,
     processes: bool = False,
+    durable: bool = True,
 ) -> RateResult:
     bus = build_bus()
     query_bus = queries.build_query_bus(engine)
@@ -336,9 +340,9 @@ def _run_on(
     groups = consumer_groups(bus)
     names = [p.name for g in groups for p in g]
     if processes:
-        threads = _runner_processes(engine, len(groups))
+        threads = _runner_processes(engine, len(groups), durable)
     else:
-        runners = [ProjectionRunner(engine, g, poll_interval=0.2) for g in groups]
+        runners = [ProjectionRunner(engine, g, poll_interval=0.2, durable=durable) for g in groups]
         threads = [
             threading.Thread(target=r.run_forever, args=(stop,), daemon=True) for r in runners
         ]
@@ -377,15 +381,18 @@ def _run_on(
         not processes, ready,
     )  # fmt: skip
     _report(result, written, caught_up_all, load_before, out)
+    if not durable:
+        print("(read-model batches committed with synchronous_commit=off: --no-durable)", file=out)
     return result
 
 
-def _runner_main(url: str, schema: str, group: int, stop: Any) -> None:
+def _runner_main(url: str, schema: str, group: int, stop: Any, durable: bool = True) -> None:
     """A child process: run the runner of consumer group ``group`` until ``stop`` is set."""
     logging.getLogger("cqrs.commands").setLevel(logging.ERROR)
     logging.getLogger("cqrs.projections").setLevel(logging.ERROR)
     engine = schema_engine(url, schema, pool_size=4)
-    runner = ProjectionRunner(engine, consumer_groups(build_bus())[group], poll_interval=0.2)
+    group_of = consumer_groups(build_bus())[group]
+    runner = ProjectionRunner(engine, group_of, poll_interval=0.2, durable=durable)
     halt = threading.Event()
 
     def watch() -> None:
@@ -402,11 +409,11 @@ def _runner_main(url: str, schema: str, group: int, stop: Any) -> None:
 class _RunnerProcess:
     """A runner group in a spawned process, started and joined like a thread."""
 
-    def __init__(self, url: str, schema: str, group: int) -> None:
+    def __init__(self, url: str, schema: str, group: int, durable: bool = True) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._stop = ctx.Event()
         self._process = ctx.Process(
-            target=_runner_main, args=(url, schema, group, self._stop), daemon=True
+            target=_runner_main, args=(url, schema, group, self._stop, durable), daemon=True
         )
 
     def start(self) -> None:
@@ -421,11 +428,11 @@ class _RunnerProcess:
             self._process.kill()
 
 
-def _runner_processes(engine: Engine, groups: int) -> list[Any]:
+def _runner_processes(engine: Engine, groups: int, durable: bool = True) -> list[Any]:
     url = engine.url.render_as_string(hide_password=False)
     with engine.connect() as conn:
         schema = conn.execute(text("SELECT current_schema()")).scalar_one()
-    return [_RunnerProcess(url, schema, g) for g in range(groups)]
+    return [_RunnerProcess(url, schema, g, durable) for g in range(groups)]
 
 
 def _drain(engine: Engine, names: Sequence[str], timeout: float) -> float:
@@ -569,6 +576,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="each runner group in a process of its own (default: threads of this process, "
         "as make demo runs them)",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-durable", action="store_true",
+        help="runners commit read-model batches without waiting for the WAL flush "
+        "(process managers stay durable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.getLogger("cqrs.commands").setLevel(logging.ERROR)
     logging.getLogger("cqrs.projections").setLevel(logging.ERROR)
@@ -578,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     result = run(url, rate=args.rate, seconds=args.seconds, schema=args.schema, seed=args.seed,
                  sample=args.sample, workers=args.workers,
-                 processes=args.runner_processes)  # fmt: skip
+                 processes=args.runner_processes, durable=not args.no_durable)  # fmt: skip
     return 0 if result.ok else 1
 
 
