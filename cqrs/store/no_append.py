@@ -56,7 +56,7 @@ GUARD = (
 # already has an id (a caller's, with writes of its own) is left as it is.
 MARK = text(
     "SELECT set_config('cqrs.no_append', 'on', true), "
-    "set_config('application_name', '~cqrs~no-append~' || pg_current_xact_id()::text || '~ ' "
+    f"set_config('application_name', '{NAME_PREFIX}' || pg_current_xact_id()::text || '~ ' "
     "|| current_setting('application_name'), true) "
     "WHERE pg_current_xact_id_if_assigned() IS NULL"
 )
@@ -64,13 +64,16 @@ MARK = text(
 # Transactions in progress that are marked: the id their backend holds (``backend_xid``,
 # 32 bits) and the whole id their session's name carries, for the horizon to match
 # both against an id of its snapshot. 18 digits at most fit a bigint; a longer number
-# (never an xid8 of this century) matches nothing.
+# (never an xid8 of this century) matches nothing. The regular expression in WHERE
+# is what keeps the whole id non-NULL: the horizon reads a NULL one as "any id with
+# these low 32 bits" (another database's), which a mark must never mean.
+_MARKED_ID = f"'^{NAME_PREFIX}([0-9]{{1,18}})~'"
 NOT_APPENDING = (
     "SELECT a.backend_xid::text::bigint, "
-    "substring(a.application_name FROM '^~cqrs~no-append~([0-9]{1,18})~')::bigint "
+    f"substring(a.application_name FROM {_MARKED_ID})::bigint "
     "FROM pg_stat_activity a "
-    "WHERE a.backend_xid IS NOT NULL AND a.application_name LIKE '~cqrs~no-append~%' "
-    "AND a.application_name ~ '^~cqrs~no-append~[0-9]{1,18}~'"
+    f"WHERE a.backend_xid IS NOT NULL AND a.application_name LIKE '{NAME_PREFIX}%' "
+    f"AND a.application_name ~ {_MARKED_ID}"
 )
 
 

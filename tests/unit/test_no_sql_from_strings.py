@@ -40,6 +40,7 @@ CONSTANT_BUILDERS = {
     ("store/sql.py", "_read_all_page"),  # READ_ALL and READ_ALL_TYPES, at import
     ("store/horizon.py", "<module>"),  # the read horizon expression, shared with reads
     ("store/bulk.py", "<module>"),  # the import's stream heads take the appends' guard
+    ("store/no_append.py", "<module>"),  # the mark's name prefix, once for all its SQL
     ("projections/sql.py", "<module>"),  # the batch statements share the event columns
     ("projections/rebuild.py", "<module>"),  # MOVE_PARKED reuses the shard expression
     # The guard functions share their bypass clause (and cqrs_0003 writes them out).
