@@ -99,7 +99,12 @@ class NewEvent(Generic[E_co]):
 
 @attrs.frozen
 class RecordedEvent(Generic[E_co]):
-    """An event as read back from the log."""
+    """An event as read back from the log.
+
+    ``recorded_at`` is when it was stored, in the session's time zone; in a
+    session whose zone is a name of UTC (``UTC``, ``Etc/UTC``, ...) it carries
+    ``datetime.timezone.utc`` (``cqrs.store.timestamps``).
+    """
 
     event_id: uuid.UUID
     stream_id: str

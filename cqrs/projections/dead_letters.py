@@ -27,6 +27,7 @@ from cqrs.errortext import clip, describe
 from cqrs.events.model import Position
 from cqrs.projections import sql
 from cqrs.projections.declarative import Projection
+from cqrs.store import driver
 from cqrs.store.event_store import EventStore
 
 LIST = text(
@@ -140,9 +141,11 @@ def _retry_stream(
         conn.execute(sql.LOCK, {"p": name, "s": shard})
         parked = conn.execute(PARKED_OF_STREAM, {"p": name, "sid": stream_id}).all()
         for letter_id, xid, pos in parked:
-            row = conn.execute(sql.READ_EVENT, {"xid": xid, "pos": pos}).first()
-            if row is None:
+            # driver.rows: the event as the runner's batch gave it (cqrs.store.timestamps)
+            found = driver.rows(conn, sql.READ_EVENT, {"xid": xid, "pos": pos})
+            if not found:
                 continue
+            row = found[0]
             try:
                 projection.apply(conn, [store.decode(row)])
             except Exception as problem:

@@ -38,6 +38,8 @@ from sqlalchemy import Connection, Dialect, TextClause, TextualSelect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
 
+from cqrs.store import timestamps
+
 Statement = TextClause | TextualSelect | UpdateBase
 
 # statement -> its text and, for a Core statement, the parameter names it takes as is
@@ -65,7 +67,8 @@ def rows(
     """
     cursor = _run(conn, statement, params, binary, prepare)
     if cursor is None:
-        return [tuple(row) for row in conn.execute(statement, params)]
+        found = [tuple(row) for row in conn.execute(statement, params)]
+        return timestamps.as_direct(found, conn.connection.driver_connection)
     found = cursor.fetchall()
     if len(found) > _KEEP_ROWS:  # the cursor holds its last result: keep no big one alive
         cursor.close()
@@ -147,16 +150,21 @@ def _text_of(statement: Statement, dialect: Dialect) -> tuple[str, frozenset[str
 
 # One cursor per connection, kept on the connection (a cursor costs about 40,000
 # instructions to make, a third of a prepared statement's client work). A cursor
-# whose result is big is closed after it, and the next call makes a new one.
+# whose result is big is closed after it, and the next call makes a new one; so
+# does a change of the session's time zone or date style, which decide the
+# cursor's timestamp loaders (``cqrs.store.timestamps``).
 _KEEP_ROWS = 1000
 _ATTR = "_cqrs_cursor"
 
 
 def _cursor(driver: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
-    cursor: psycopg.Cursor[Any] | None = getattr(driver, _ATTR, None)
-    if cursor is None or cursor.closed:
-        cursor = driver.cursor()
-        setattr(driver, _ATTR, cursor)
+    settings = timestamps.session_clock(driver)
+    held: tuple[psycopg.Cursor[Any], object] | None = getattr(driver, _ATTR, None)
+    if held is not None and held[1] == settings and not held[0].closed:
+        return held[0]
+    cursor = driver.cursor()
+    timestamps.load_in_utc(cursor)
+    setattr(driver, _ATTR, (cursor, settings))
     return cursor
 
 
@@ -176,18 +184,13 @@ def _direct(conn: Connection) -> bool:
     return nested is None or nested.is_active
 
 
-_TIMESTAMPTZ = psycopg.postgres.types["timestamptz"].oid
-
-
 def timestamptz_parser(conn: Connection) -> Callable[[str], datetime]:
     """Turns a ``timestamptz`` selected as text on ``conn`` into the ``datetime`` that
-    selecting it as is gives: psycopg's own loader, in the session's time zone as
-    it is now (kept: the parser works after the connection is gone)."""
+    selecting it through ``rows`` gives: psycopg's own loader, in the session's
+    time zone as it is now (kept: the parser works after the connection is gone)."""
     context = conn.connection.driver_connection
     assert isinstance(context, psycopg.Connection | psycopg.AsyncConnection)
-    load = context.adapters.get_loader(_TIMESTAMPTZ, psycopg.pq.Format.TEXT)
-    assert load is not None  # psycopg registers one on every connection
-    loader = load(_TIMESTAMPTZ, context)
+    loader = timestamps.text_loader(context)
 
     def parse(value: str) -> datetime:
         return cast(datetime, loader.load(value.encode()))
