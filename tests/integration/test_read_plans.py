@@ -4,7 +4,8 @@ A page of ``read_all`` (and of the projection runner) must come from the
 ``(transaction_id, global_position)`` index, stopping after ``limit`` rows. On
 a young partition without statistics the planner once chose a bitmap scan of
 every event after the cursor plus a sort, one page at a time: quadratic in the
-log's length. These tests read the plan PostgreSQL picks before any ANALYZE.
+log's length. These tests read the plan PostgreSQL picks before any ANALYZE,
+and after one over a log of one large transaction.
 """
 
 from __future__ import annotations
@@ -37,11 +38,14 @@ RARE = text(
 )
 
 
-def _seed(engine: Engine) -> tuple[str, int]:
-    """Many transactions of events; the cursor a quarter of the way in."""
-    for t in range(TRANSACTIONS):
-        with engine.begin() as conn:
+def _seed(engine: Engine, *, one_transaction: bool = False) -> tuple[str, int]:
+    """Many transactions of events (or all in one); the cursor a quarter of the way in."""
+    with engine.connect() as conn:
+        for t in range(TRANSACTIONS):
             conn.execute(SEED, {"sid": f"plan-{t}", "n": PER_TRANSACTION})
+            if not one_transaction:
+                conn.commit()
+        conn.commit()
     with engine.connect() as conn:
         xid, pos = conn.execute(
             text(
@@ -76,6 +80,23 @@ def test_read_all_pages_in_index_order(log_engine: Engine) -> None:
     xid, pos = _seed(log_engine)
     params = {"xid": xid, "pos": pos, "lim": 1000}
     _limits_fed_in_index_order(log_engine, str(sql.READ_ALL), params)
+
+
+def test_a_cursor_inside_a_large_analyzed_transaction_pages_in_index_order(
+    log_engine: Engine,
+) -> None:
+    """Statistics that know the cursor's transaction id as the log's last (an import,
+    a batch of many events) once made the planner expect nothing after it: each
+    page read and sorted every event after the cursor (16 ms instead of 0.8 at
+    20,000 events). The cursor's values are hidden from the planner
+    (``sql._CURSOR``)."""
+    xid, pos = _seed(log_engine, one_transaction=True)
+    with log_engine.begin() as conn:
+        conn.execute(text("ANALYZE events"))
+    params = {"xid": xid, "pos": pos, "lim": 1000}
+    _limits_fed_in_index_order(log_engine, str(sql.READ_ALL), params)
+    params["types"] = ["plan.noted"]
+    _limits_fed_in_index_order(log_engine, str(sql.READ_ALL_TYPES), params)
 
 
 @pytest.mark.parametrize(("typed", "sharded"), [(False, False), (True, False), (True, True)])
