@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import psycopg
+from psycopg.types.numeric import Int8BinaryLoader, IntLoader
 from sqlalchemy import Connection, Dialect, TextClause, TextualSelect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
@@ -163,9 +164,27 @@ def _cursor(driver: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
     if held is not None and held[1] == settings and not held[0].closed:
         return held[0]
     cursor = driver.cursor()
+    _load_xid8_as_int(cursor)
     timestamps.load_in_utc(cursor)
     setattr(driver, _ATTR, (cursor, settings))
     return cursor
+
+
+_XID8 = psycopg.postgres.types["xid8"].oid
+
+
+def _load_xid8_as_int(cursor: psycopg.Cursor[Any]) -> None:
+    """``xid8`` (an event's transaction id) as an ``int`` on the store's cursor.
+
+    psycopg has no loader for it: text gives a ``str``, binary ``bytes``. Its
+    binary form is an unsigned 64-bit integer, an ``int8``'s for every id a
+    server hands out (an epoch of 32 bits and an id of 32), so psycopg's own
+    integer loaders read it without a cast to text on the server or ``int()``
+    on the client. Not where the application registered one of its own.
+    """
+    for loader in (IntLoader, Int8BinaryLoader):
+        if cursor.adapters.get_loader(_XID8, loader.format) is None:
+            cursor.adapters.register_loader(_XID8, loader)
 
 
 def _direct(conn: Connection) -> bool:

@@ -8,7 +8,7 @@ column to ``events`` touches this module: a field of :class:`EventRow`, and
 its SQL in ``_SELECTED`` when it is not selected as is.
 
     >>> select_list("e")
-    'e.event_id, e.stream_id, e.stream_type, e.version, e.transaction_id::text AS xid, \
+    'e.event_id, e.stream_id, e.stream_type, e.version, e.transaction_id AS xid, \
 e.global_position, e.event_type, e.schema_version, e.data::text AS data, \
 e.metadata::text AS metadata, e.recorded_at'
     >>> names("b")
@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 class EventRow(NamedTuple):
     """One stored event as the log's readers select it.
 
-    ``xid`` is the transaction id as text (psycopg has no loader for
-    ``xid8``; the in-memory store keeps an ``int``); ``data`` and ``metadata``
+    ``xid`` is the transaction id: an ``int`` from the store's own cursor
+    (``cqrs.store.driver`` loads ``xid8`` as an integer) and in the in-memory
+    store, text where psycopg's defaults load it; ``data`` and ``metadata``
     are JSON texts as selected (``_SELECTED``), or already parsed mappings.
     """
 
@@ -67,12 +68,12 @@ FIELDS: tuple[str, ...] = EventRow._fields
 # The column of ``events`` behind a field, where the names differ.
 _SOURCE = {"xid": "transaction_id"}
 
-# How a field is selected, where not as is. The xid goes as text under another
-# name: ORDER BY a bare name binds to an output column first, and sorting by the
-# text form would put '10000' before '9999'. The payloads go as text: json.loads
-# on a str costs a fraction of psycopg's jsonb loader on bytes.
+# How a field is selected, where not as is. The xid goes under another name
+# (statements sort by the table's column, never by a bare output name). The
+# payloads go as text: json.loads on a str costs a fraction of psycopg's jsonb
+# loader on bytes.
 _SELECTED = {
-    "xid": "{t}.transaction_id::text",
+    "xid": "{t}.transaction_id",
     "data": "{t}.data::text",
     "metadata": "{t}.metadata::text",
 }
@@ -178,7 +179,7 @@ def decode_row(codec: EventCodec, row: Sequence[Any]) -> RecordedEvent[Event]:
     # __init__ costs about twice as much, a fifth of reading an event. The Position
     # is made here, inline, before decoding: errors carry it.
     position = _new(Position)
-    _set_transaction_id(position, int(xid))
+    _set_transaction_id(position, xid if type(xid) is int else int(xid))
     _set_global_position(position, gpos)
     try:
         if type(data) is str:

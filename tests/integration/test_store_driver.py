@@ -202,3 +202,43 @@ def test_core_statements_go_direct_only_when_psycopg_can_take_the_values_as_they
         got = dict(conn.execute(select(table.c.k, table.c.v).order_by(table.c.k)).all())
         conn.rollback()
     assert got == {"a": "plain", "b": "SHOUT", "c": "FIXED", "d": "x"}  # Text binds: as given
+
+
+def test_the_store_cursor_loads_xid8_as_an_int_and_both_paths_agree(
+    cqrs_engine: Engine, store: EventStore
+) -> None:
+    """psycopg has no ``xid8`` loader (text: ``str``, binary: ``bytes``); the store's
+    cursor reads it with psycopg's integer loaders. Through ``Connection.execute``
+    (event listeners) it comes as text. Both decode to the same positions, which
+    are the ids PostgreSQL prints."""
+    from cqrs.store import driver, sql
+
+    with cqrs_engine.begin() as conn:
+        store.append(conn, "note-x", [Noted(1), Noted(2)])
+    params = {"xid": "0", "pos": 0, "lim": 1000}
+    with cqrs_engine.connect() as conn:
+        binary = driver.rows(conn, sql.READ_ALL, params, binary=True)
+        textual = driver.rows(conn, sql.READ_ALL, params)
+        printed = conn.execute(
+            text("SELECT transaction_id::text FROM events WHERE stream_id = 'note-x'")
+        ).scalars()
+        ids = {int(x) for x in printed}
+
+    def listener(*args: Any) -> None:
+        return None
+
+    event.listen(cqrs_engine, "before_cursor_execute", listener)
+    try:
+        with cqrs_engine.connect() as conn:
+            slow = driver.rows(conn, sql.READ_ALL, params, binary=True)
+            slow_read = [e for e in store.read_all(conn) if e.stream_id == "note-x"]
+    finally:
+        event.remove(cqrs_engine, "before_cursor_execute", listener)
+    mine = [r for r in binary if r[1] == "note-x"]
+    assert [type(r[4]) for r in mine] == [int, int]
+    assert {type(r[4]) for r in textual} == {int}
+    assert {type(r[4]) for r in slow} == {str}  # psycopg's default, through execute
+    assert {r[4] for r in mine} == ids
+    fast_read = [store.decode(r) for r in mine]
+    assert [e.position for e in fast_read] == [e.position for e in slow_read]
+    assert {e.position.transaction_id for e in fast_read} == ids
