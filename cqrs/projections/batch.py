@@ -20,7 +20,7 @@ from cqrs.errortext import clip, describe
 from cqrs.events.model import START, Position
 from cqrs.projections import sql
 from cqrs.projections.declarative import Projection
-from cqrs.store import driver, no_append
+from cqrs.store import driver
 from cqrs.store.event_store import EventStore
 from cqrs.store.rows import EventRow, gc_paused
 
@@ -80,7 +80,7 @@ def park(conn: Connection, target: Target, row: EventRow, error: str, attempts: 
         sql.PARK,
         {
             "p": target.checkpoint_name, "s": target.shard, "sid": row.stream_id,
-            "eid": row.event_id, "xid": row.xid, "pos": row.global_position,
+            "eid": row.event_id, "xid": str(row.xid), "pos": row.global_position,
             "version": row.version, "etype": row.event_type, "err": clip(error),
             "attempts": attempts,
         },
@@ -153,6 +153,9 @@ def batch_body(
         # Never for a projection that appends: its events could be read, then lost in a
         # crash, and their positions handed out again behind the readers' cursors.
         "shards": target.shard_count, "fast": not (target.durable or projection.appends),
+        # The statement marks the batch (before its first write) when it reads an event
+        # the projection wants: other readers need not wait for this transaction.
+        "mark": not projection.appends,
     }  # fmt: skip
     # Tuples straight from psycopg (the store's driver): SQLAlchemy's Row objects cost
     # about a tenth of a batch's client time. Columns: sql.BATCH_HEAD, then EventRow.
@@ -164,9 +167,6 @@ def batch_body(
     at = sql.EVENT_AT
     read = [r for r in rows if r[at] is not None]  # none when nothing was read
     wanted = [r for r in read if r[_WANTED]]
-    if wanted and not projection.appends:
-        # Before the first write: other readers need not wait for this transaction.
-        driver.execute(conn, no_append.MARK, {})
     if checkpoint_xid is None:
         conn.execute(sql.ENSURE_CHECKPOINT, {"p": name, "s": shard})
         checkpoint = START

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from cqrs.store import rows
+from cqrs.store import no_append, rows
 from cqrs.store.horizon import READ_HORIZON
 
 MAX_POSITION = 2**63 - 1
@@ -52,7 +52,7 @@ SET_ERROR = text(
 # What precedes the event columns in each row of ``read_batch``, in order.
 BATCH_HEAD = (
     "locked", "horizon", "checkpoint_xid", "checkpoint_position", "parked", "wanted", "place",
-    "last",
+    "last", "marked",
 )  # fmt: skip
 EVENT_AT = len(BATCH_HEAD)
 """Where a batch row's event columns (``cqrs.store.rows.EventRow``) start."""
@@ -81,7 +81,10 @@ def read_batch(typed: bool, sharded: bool) -> str:
     filters after the inner LIMIT, as in
     ``cqrs.store.sql.READ_ALL`` (same rows: events at or above it sort after
     every event below it), so a window shorter than ``:scan`` proves the
-    checkpoint may move to just before the horizon. The snapshot may predate
+    checkpoint may move to just before the horizon. With ``:mark`` (a projection
+    that appends nothing), the first wanted row marks the transaction as one
+    that appends nothing (``cqrs.store.no_append``), before the batch writes
+    anything. The snapshot may predate
     a commit by the lock's previous holder; the checkpoint compare-and-set
     then fails and the batch rolls back. With no event to read, one row of
     NULL events still carries the rest.
@@ -106,6 +109,7 @@ def read_batch(typed: bool, sharded: bool) -> str:
         "SELECT lk.ok AS locked, h.xmin::text AS horizon, "
         "cp.transaction_id::text AS checkpoint_xid, cp.global_position AS checkpoint_position, "
         "b.stream_id = ANY(pk.streams) AS parked, b.wanted, b.n AS place, b.last, "
+        f"{no_append.mark_if(':mark AND b.wanted')} AS marked, "
         f"{rows.names('b')} "
         "FROM lk CROSS JOIN h CROSS JOIN pk LEFT JOIN cp ON true LEFT JOIN LATERAL ("
         f"SELECT page.wanted, page.n, page.last, {page_columns}, "

@@ -6,7 +6,8 @@ append. A projection runner's batch writes its read model and checkpoint, so
 it holds a transaction id for a while, and on a busy machine every consumer
 then waited for the slowest batch of every other. A batch of a projection that
 appends nothing (``Projection(appends=False)``, the default; not a
-``ProcessManager``) now says so before its first write (:data:`MARK`):
+``ProcessManager``) now says so before its first write (:func:`mark_if`, in the
+statement that reads its page):
 
 * the transaction-local setting ``cqrs.no_append`` turns ``on``, and every
   append statement of the store refuses to run while it is (:data:`GUARD`:
@@ -52,14 +53,24 @@ GUARD = (
     "ELSE true END"
 )
 
-# Marks the batch's transaction (see the module's docstring); a transaction that
-# already has an id (a caller's, with writes of its own) is left as it is.
-MARK = text(
-    "SELECT set_config('cqrs.no_append', 'on', true), "
-    f"set_config('application_name', '{NAME_PREFIX}' || pg_current_xact_id()::text || '~ ' "
-    "|| current_setting('application_name'), true) "
-    "WHERE pg_current_xact_id_if_assigned() IS NULL"
-)
+
+def mark_if(condition: str) -> str:
+    """A SQL expression that marks the transaction (see the module's docstring) when
+    ``condition`` holds and the transaction has no id yet (a caller's, with writes
+    of its own, is left as it is); NULL otherwise. A runner batch puts it in its
+    read statement (``cqrs.projections.sql.read_batch``), one round trip less than
+    a statement of its own: the first row it holds for marks, later rows find the
+    id taken and do nothing."""
+    return (
+        f"CASE WHEN ({condition}) AND pg_current_xact_id_if_assigned() IS NULL THEN "
+        "set_config('cqrs.no_append', 'on', true) || ' ' || "
+        f"set_config('application_name', '{NAME_PREFIX}' || pg_current_xact_id()::text || '~ ' "
+        "|| current_setting('application_name'), true) END"
+    )
+
+
+# Marks the transaction on its own (tests, and a caller's own read-model writes).
+MARK = text(f"SELECT {mark_if('true')}")
 
 # Transactions in progress that are marked: the id their backend holds (``backend_xid``,
 # 32 bits) and the whole id their session's name carries, for the horizon to match

@@ -111,7 +111,7 @@ def test_runner_batches_in_index_order(log_engine: Engine, typed: bool, sharded:
             ),
             {"xid": xid, "pos": pos},
         )
-    params = {"p": "plan", "s": 0, "fast": False, "lim": 1000, "scan": 1000}
+    params = {"p": "plan", "s": 0, "fast": False, "mark": False, "lim": 1000, "scan": 1000}
     params["types"] = ["plan.noted"]
     params["shards"] = 4
     _limits_fed_in_index_order(log_engine, read_batch(typed=typed, sharded=sharded), params)
