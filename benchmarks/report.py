@@ -325,18 +325,24 @@ Profiles of 2026-12-03 (py-spy on the cqrs side alone; server CPU read from
   begin and commit (about a sixth of the client), and on the server the
   insert into the partitioned table with three indexes (about 2.5 ms for 500
   events) where raw streams rows through `COPY` into one table.
-- **`read_all`**: 12-15 µs of client CPU an event against 4-6. Counted with
-  callgrind (instructions, repeatable on this noisy machine), 45k an event
-  against raw's 23k. Decoding into event classes and `RecordedEvent`s is 36k:
-  the interpreter 11k, the JSON text 8k (raw pays the same), 17 slot setters
-  4.5k (`RecordedEvent`, the event, `Position`: the cheapest way CPython
-  offers to fill a frozen attrs object), `Decimal` and `int(xid)` 1.2k each.
-  The fetch of 11 columns is the rest, and the young-generation collection
-  the page's kept objects trigger is 2.6-4.2k. Until 2026-12-04 psycopg's
-  `timestamptz` loader also converted every `recorded_at` into the session's
-  `ZoneInfo('Etc/UTC')` with `astimezone`, 3.2k an event (48.6k in all);
-  in a UTC session the store now loads it in `datetime.timezone.utc`, as
-  psycopg does for a session spelled `UTC` (`cqrs/store/timestamps.py`).
+- **`read_all`**: 7-15 µs of client CPU an event against 3-6 (the machine
+  varies). Counted with callgrind (instructions, repeatable on this noisy
+  machine), 44.8k an event against raw's 23k. Decoding into event classes
+  and `RecordedEvent`s is about 36k: the interpreter 11k, the JSON text 8k
+  (raw pays the same), 17 slot setters 4.5k (`RecordedEvent`, the event,
+  `Position`: the cheapest way CPython offers to fill a frozen attrs object),
+  `Decimal` 1.2k. The fetch of 11 columns is the rest, and the
+  young-generation collection the page's kept objects trigger is 2.6-4.2k.
+  On 2026-12-04 two costs went: psycopg converted every `recorded_at` into
+  the session's `ZoneInfo('Etc/UTC')` with `astimezone` (3.2k; in a UTC
+  session the store now loads it in `datetime.timezone.utc`, as psycopg does
+  for a session spelled `UTC`, `cqrs/store/timestamps.py`), and the
+  transaction id went through text on both sides (0.6k; the store's cursor
+  now loads `xid8` as an integer). 48.6k before, 44.8k after. The same day
+  a plan flaw went too: with statistics that put the cursor's transaction at
+  the end of the log (one large transaction, as this benchmark seeds), the
+  planner read and sorted every later event for each page (16 ms instead of
+  0.8 at 20,000 events); the cursor's values are now hidden from it.
 - **Command round trip**: the handler runs in the `Session`'s transaction:
   BEGIN, the stream's load, the append and COMMIT are four round trips where
   raw sends two autocommit statements (its unique key is the version check).

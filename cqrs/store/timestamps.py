@@ -5,17 +5,19 @@ psycopg hands out every ``timestamptz`` in the session's time zone, calling
 spelled ``UTC`` it uses ``datetime.timezone.utc`` and the call costs nothing,
 but for any other spelling of UTC (``Etc/UTC``, the default of many installs,
 and of this project's embedded server) it converts into
-``ZoneInfo('Etc/UTC')``: about 4,000 instructions an event, 8 % of a
-``read_all`` page's client work, for the same instant at the same offset.
+``ZoneInfo('Etc/UTC')``: about 3,200 instructions an event (callgrind), 7 %
+of a ``read_all`` page's client work, for the same instant at the same offset.
 
 In a session whose zone is one of the names of UTC (``UTC_NAMES``), the
 store's own statements (``cqrs.store.driver``) load ``timestamptz`` with
-psycopg's own loaders made without a connection, which psycopg documents to
-work in UTC: their values carry ``datetime.timezone.utc``, as in a session
-spelled ``UTC``. Every other zone keeps psycopg's loaders, so
-``recorded_at`` is in the session's zone as before. The instants, offsets,
-``isoformat()`` and equality are the same either way; only the ``tzinfo``
-object differs from what a plain query on a ``Etc/UTC`` session gives.
+psycopg's own loaders made without a connection, which work in UTC (their
+zone comes from the connection, and psycopg takes UTC without one; pinned by
+``tests/integration/test_store_timestamps.py``): their values carry
+``datetime.timezone.utc``, as in a session spelled ``UTC``. Every other zone
+keeps psycopg's loaders, so ``recorded_at`` is in the session's zone as before.
+The instants, offsets, ``isoformat()`` and equality are the same either way;
+only the ``tzinfo`` object differs from what a plain query on an ``Etc/UTC``
+session gives.
 
     >>> is_utc(b"Etc/UTC"), is_utc(b"UTC"), is_utc(b"Asia/Kathmandu"), is_utc(None)
     (True, True, False, False)
