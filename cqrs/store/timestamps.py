@@ -66,7 +66,9 @@ class _Text(_WithoutConnection):
     format = Format.TEXT
 
 
-def session_clock(connection: psycopg.Connection[Any]) -> tuple[bytes | None, bytes | None]:
+def session_clock(
+    connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+) -> tuple[bytes | None, bytes | None]:
     """The session's ``TimeZone`` and ``DateStyle``: what ``load_in_utc`` decides by
     (a cursor set up under other values is made again)."""
     pgconn = connection.pgconn
@@ -78,10 +80,10 @@ def _replaced(connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]
     none outside a UTC session; only psycopg's own loaders (one the application
     registered stays); the text one only where the session prints dates as ISO
     (psycopg's connection-less text loader assumes it)."""
-    pgconn = connection.pgconn
-    if not is_utc(pgconn.parameter_status(b"TimeZone")):
+    zone, style = session_clock(connection)
+    if not is_utc(zone):
         return []
-    iso = (pgconn.parameter_status(b"DateStyle") or b"").startswith(b"ISO")
+    iso = (style or b"").startswith(b"ISO")
     return [
         fmt
         for fmt in ((Format.BINARY, Format.TEXT) if iso else (Format.BINARY,))
