@@ -69,7 +69,7 @@ def mark_if(condition: str) -> str:
     )
 
 
-# Marks the transaction on its own (tests, and a caller's own read-model writes).
+# Marks the transaction on its own, as a statement (the tests mark by hand with it).
 MARK = text(f"SELECT {mark_if('true')}")
 
 # Transactions in progress that are marked: the id their backend holds (``backend_xid``,

@@ -229,12 +229,11 @@ READ_STREAM = _named(
 #
 # The cursor's values are sub-selects, which the planner cannot see into: it
 # plans the page for an unknown cursor (a third of the log after it) and walks
-# the index in order. Given the values it estimates from the statistics of
-# ``transaction_id``, and a cursor inside a transaction that wrote many events
-# (an import, a batch), where no later id is known, looks like the end of the
-# log: it then read and sorted every event after the cursor for each page,
-# 16 ms instead of 0.8 on 20,000 events (analyzed), as it did for a page of
-# some types before the first ANALYZE.
+# the index in order. Given the values, it estimated from the statistics of
+# ``transaction_id``, where a cursor inside a transaction that wrote many
+# events (an import, a batch) looks like the end of the log when no later id
+# is known: it then read and sorted every event after the cursor for each
+# page, 16 ms instead of 0.8 on 20,000 events (analyzed).
 _CURSOR = "((SELECT CAST(:xid AS xid8)), (SELECT CAST(:pos AS bigint)))"
 
 
