@@ -158,14 +158,15 @@ def batch_body(
         "mark": not projection.appends,
     }  # fmt: skip
     # Tuples straight from psycopg (the store's driver): SQLAlchemy's Row objects cost
-    # about a tenth of a batch's client time. Columns: sql.BATCH_HEAD, then EventRow.
+    # about a tenth of a batch's client time. Columns: sql.BATCH_HEAD, then EventRow;
+    # the events, then one row without an event that carries the head.
     rows = driver.rows(conn, sql.READ_BATCH[(types is not None, sharded)], params, binary=True)
-    locked, horizon_text, checkpoint_xid, checkpoint_position = rows[0][:4]
+    locked, horizon_text, checkpoint_xid, checkpoint_position = rows[-1][:4]
     if not locked:
         return Outcome(locked=False)
     horizon = int(horizon_text)
     at = sql.EVENT_AT
-    read = [r for r in rows if r[at] is not None]  # none when nothing was read
+    read = rows[:-1]  # every row but the head carries an event
     wanted = [r for r in read if r[_WANTED]]
     if checkpoint_xid is None:
         conn.execute(sql.ENSURE_CHECKPOINT, {"p": name, "s": shard})

@@ -57,15 +57,22 @@ BATCH_HEAD = (
 EVENT_AT = len(BATCH_HEAD)
 """Where a batch row's event columns (``cqrs.store.rows.EventRow``) start."""
 
+# The runner's own cursor, lock and horizon, as sub-selects of the CTEs (evaluated once).
+_AFTER = (
+    "((SELECT coalesce(max(transaction_id), '0'::xid8) FROM cp), "
+    "(SELECT coalesce(max(global_position), 0) FROM cp))"
+)
+
 
 def read_batch(typed: bool, sharded: bool) -> str:
     """The whole read side of a batch in one statement and one snapshot.
 
-    It takes the (projection, shard) advisory lock without waiting (no rows
-    when another runner holds it). Each row carries the lock result, the
-    reader's horizon, the checkpoint, whether its stream is parked, whether
-    the projection wants it (its type and shard), its place in the window and
-    whether it is the window's last event.
+    It takes the (projection, shard) advisory lock without waiting (no events
+    when another runner holds it). The events come first, in log order, each
+    with whether its stream is parked, whether the projection wants it (its
+    type and shard), its place in the window and whether it is the window's
+    last event. The last row carries no event: the lock result, the reader's
+    horizon and the checkpoint.
 
     The batch reads a window: the next ``:scan`` events of the log after the
     checkpoint in index order, cut at the horizon. It returns the first
@@ -86,8 +93,14 @@ def read_batch(typed: bool, sharded: bool) -> str:
     that appends nothing (``cqrs.store.no_append``), before the batch writes
     anything. The snapshot may predate
     a commit by the lock's previous holder; the checkpoint compare-and-set
-    then fails and the batch rolls back. With no event to read, one row of
-    NULL events still carries the rest.
+    then fails and the batch rolls back.
+
+    The events and the head row are a ``UNION ALL`` ordered by position, the
+    head's NULL position last: the planner merges the events, already in index
+    order, with the one head row (a Merge Append) instead of sorting the page,
+    which a head joined to every event row (a LATERAL join) made it do: a fifth
+    to a third of the statement's time (EXPLAIN ANALYZE, PostgreSQL 15, pages
+    of 1,000 and 4,000 events).
     """
     filters = []
     if typed:
@@ -97,6 +110,7 @@ def read_batch(typed: bool, sharded: bool) -> str:
     wanted = " AND ".join(filters) or "true"
     columns = rows.table_columns("e")
     page_columns = rows.select_list("page", payload_if="page.wanted")
+    no_event = ", ".join("NULL" for _ in rows.FIELDS)
     return (
         "WITH lk AS (SELECT pg_try_advisory_xact_lock(hashtext(:p), :s) AS ok, "
         "set_config('synchronous_commit', CASE WHEN :fast THEN 'off' "
@@ -106,24 +120,24 @@ def read_batch(typed: bool, sharded: bool) -> str:
         "       WHERE projection = :p AND shard = :s), "
         "pk AS (SELECT coalesce(array_agg(DISTINCT stream_id), '{}') AS streams "
         "       FROM dead_letters WHERE projection = :p AND shard = :s) "
-        "SELECT lk.ok AS locked, h.xmin::text AS horizon, "
-        "cp.transaction_id::text AS checkpoint_xid, cp.global_position AS checkpoint_position, "
-        "b.stream_id = ANY(pk.streams) AS parked, b.wanted, b.n AS place, b.last, "
-        f"{no_append.mark_if(':mark AND b.wanted')} AS marked, "
-        f"{rows.names('b')} "
-        "FROM lk CROSS JOIN h CROSS JOIN pk LEFT JOIN cp ON true LEFT JOIN LATERAL ("
-        f"SELECT page.wanted, page.n, page.last, {page_columns}, "
-        "page.transaction_id AS sort_xid FROM ("
+        "(SELECT NULL::boolean AS locked, NULL::text AS horizon, NULL::text AS checkpoint_xid, "
+        "NULL::bigint AS checkpoint_position, "
+        "page.stream_id = ANY(CAST((SELECT streams FROM pk) AS text[])) AS parked, "
+        "page.wanted, page.n AS place, page.last, "
+        f"{no_append.mark_if(':mark AND page.wanted')} AS marked, "
+        f"{page_columns} FROM ("
         "SELECT w.*, row_number() OVER o AS n, lead(true) OVER o IS NULL AS last FROM ("
         f"SELECT {columns}, {wanted} AS wanted FROM events e "
-        "WHERE (e.transaction_id, e.global_position) > "
-        "(coalesce(cp.transaction_id, '0'::xid8), coalesce(cp.global_position, 0)) AND lk.ok "
+        f"WHERE (e.transaction_id, e.global_position) > {_AFTER} AND (SELECT ok FROM lk) "
         "ORDER BY e.transaction_id, e.global_position LIMIT :scan) w "
-        "WHERE w.transaction_id < h.xmin "
+        "WHERE w.transaction_id < (SELECT xmin FROM h) "
         "WINDOW o AS (ORDER BY w.transaction_id, w.global_position)) page "
         "WHERE page.wanted OR page.last "
-        "ORDER BY page.transaction_id, page.global_position LIMIT :lim) b ON true "
-        "ORDER BY b.sort_xid, b.global_position"
+        "ORDER BY page.transaction_id, page.global_position LIMIT :lim) "
+        "UNION ALL SELECT lk.ok, h.xmin::text, cp.transaction_id::text, cp.global_position, "
+        f"NULL, NULL, NULL, NULL, NULL, {no_event} "
+        "FROM lk CROSS JOIN h LEFT JOIN cp ON true "
+        "ORDER BY xid, global_position"
     )
 
 
