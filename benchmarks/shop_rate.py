@@ -391,8 +391,8 @@ def _runner_main(url: str, schema: str, group: int, stop: Any, durable: bool = T
     logging.getLogger("cqrs.commands").setLevel(logging.ERROR)
     logging.getLogger("cqrs.projections").setLevel(logging.ERROR)
     engine = schema_engine(url, schema, pool_size=4)
-    group_of = consumer_groups(build_bus())[group]
-    runner = ProjectionRunner(engine, group_of, poll_interval=0.2, durable=durable)
+    consumers = consumer_groups(build_bus())[group]
+    runner = ProjectionRunner(engine, consumers, poll_interval=0.2, durable=durable)
     halt = threading.Event()
 
     def watch() -> None:
