@@ -57,10 +57,10 @@ BATCH_HEAD = (
 EVENT_AT = len(BATCH_HEAD)
 """Where a batch row's event columns (``cqrs.store.rows.EventRow``) start."""
 
-# The runner's own cursor, lock and horizon, as sub-selects of the CTEs (evaluated once).
+# The batch's cursor: its checkpoint (``cp``, at most one row), the log's start without one.
 _AFTER = (
-    "((SELECT coalesce(max(transaction_id), '0'::xid8) FROM cp), "
-    "(SELECT coalesce(max(global_position), 0) FROM cp))"
+    "(coalesce((SELECT transaction_id FROM cp), '0'::xid8), "
+    "coalesce((SELECT global_position FROM cp), 0))"
 )
 
 
@@ -110,7 +110,8 @@ def read_batch(typed: bool, sharded: bool) -> str:
     wanted = " AND ".join(filters) or "true"
     columns = rows.table_columns("e")
     page_columns = rows.select_list("page", payload_if="page.wanted")
-    no_event = ", ".join("NULL" for _ in rows.FIELDS)
+    # The head row: the first four head columns, NULL for the rest and for the event's.
+    rest = ", ".join("NULL" for _ in BATCH_HEAD[4:] + rows.FIELDS)
     return (
         "WITH lk AS (SELECT pg_try_advisory_xact_lock(hashtext(:p), :s) AS ok, "
         "set_config('synchronous_commit', CASE WHEN :fast THEN 'off' "
@@ -135,7 +136,7 @@ def read_batch(typed: bool, sharded: bool) -> str:
         "WHERE page.wanted OR page.last "
         "ORDER BY page.transaction_id, page.global_position LIMIT :lim) "
         "UNION ALL SELECT lk.ok, h.xmin::text, cp.transaction_id::text, cp.global_position, "
-        f"NULL, NULL, NULL, NULL, NULL, {no_event} "
+        f"{rest} "
         "FROM lk CROSS JOIN h LEFT JOIN cp ON true "
         "ORDER BY xid, global_position"
     )

@@ -68,10 +68,10 @@ FIELDS: tuple[str, ...] = EventRow._fields
 # The column of ``events`` behind a field, where the names differ.
 _SOURCE = {"xid": "transaction_id"}
 
-# How a field is selected, where not as is. The xid goes under another name
-# (statements sort by the table's column, never by a bare output name). The
-# payloads go as text: json.loads on a str costs a fraction of psycopg's jsonb
-# loader on bytes.
+# How a field is selected, where not as is. The xid goes under another name, as
+# ``xid8``, so an ORDER BY on the output name sorts by the id (a UNION can only
+# sort by output names: cqrs.projections.sql.read_batch). The payloads go as
+# text: json.loads on a str costs a fraction of psycopg's jsonb loader on bytes.
 _SELECTED = {
     "xid": "{t}.transaction_id",
     "data": "{t}.data::text",
