@@ -63,11 +63,16 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
-def _limits_fed_in_index_order(engine: Engine, statement: str, params: dict[str, Any]) -> None:
-    """Every LIMIT in the plan reads an index in order: no sort, no bitmap scan below it."""
+def _plan(engine: Engine, statement: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The plan PostgreSQL picks for ``statement`` with ``params`` (EXPLAIN, as JSON)."""
     with engine.connect() as conn:
         raw = conn.execute(text("EXPLAIN (FORMAT JSON) " + statement), params).scalar_one()
-    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    plan: dict[str, Any] = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    return plan
+
+
+def _limits_fed_in_index_order(plan: dict[str, Any]) -> None:
+    """Every LIMIT in the plan reads an index in order: no sort, no bitmap scan below it."""
     limits = [node for node in _nodes(plan) if node["Node Type"] == "Limit"]
     assert limits, plan
     for limit in limits:
@@ -81,11 +86,8 @@ def _reads_the_log(node: dict[str, Any]) -> bool:
     return any(n.get("Relation Name", "").startswith("events") for n in _nodes(node))
 
 
-def _no_sort_above_the_page(engine: Engine, statement: str, params: dict[str, Any]) -> None:
+def _no_sort_above_the_page(plan: dict[str, Any]) -> None:
     """No Sort node takes rows from a scan of the log: the page leaves in the index's order."""
-    with engine.connect() as conn:
-        raw = conn.execute(text("EXPLAIN (FORMAT JSON) " + statement), params).scalar_one()
-    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
     for node in _nodes(plan):
         if node["Node Type"] in {"Sort", "Incremental Sort"}:
             assert not _reads_the_log(node), json.dumps(node)
@@ -94,7 +96,7 @@ def _no_sort_above_the_page(engine: Engine, statement: str, params: dict[str, An
 def test_read_all_pages_in_index_order(log_engine: Engine) -> None:
     xid, pos = _seed(log_engine)
     params = {"xid": xid, "pos": pos, "lim": 1000}
-    _limits_fed_in_index_order(log_engine, str(sql.READ_ALL), params)
+    _limits_fed_in_index_order(_plan(log_engine, str(sql.READ_ALL), params))
 
 
 def test_a_cursor_inside_a_large_analyzed_transaction_pages_in_index_order(
@@ -109,9 +111,9 @@ def test_a_cursor_inside_a_large_analyzed_transaction_pages_in_index_order(
     with log_engine.begin() as conn:
         conn.execute(text("ANALYZE events"))
     params = {"xid": xid, "pos": pos, "lim": 1000}
-    _limits_fed_in_index_order(log_engine, str(sql.READ_ALL), params)
+    _limits_fed_in_index_order(_plan(log_engine, str(sql.READ_ALL), params))
     params["types"] = ["plan.noted"]
-    _limits_fed_in_index_order(log_engine, str(sql.READ_ALL_TYPES), params)
+    _limits_fed_in_index_order(_plan(log_engine, str(sql.READ_ALL_TYPES), params))
 
 
 @pytest.mark.parametrize(("typed", "sharded"), [(False, False), (True, False), (True, True)])
@@ -129,9 +131,10 @@ def test_runner_batches_in_index_order(log_engine: Engine, typed: bool, sharded:
     params = {"p": "plan", "s": 0, "fast": False, "mark": False, "lim": 1000, "scan": 1000}
     params["types"] = ["plan.noted"]
     params["shards"] = 4
-    _limits_fed_in_index_order(log_engine, read_batch(typed=typed, sharded=sharded), params)
+    plan = _plan(log_engine, read_batch(typed=typed, sharded=sharded), params)
+    _limits_fed_in_index_order(plan)
     # The head row joins the page by a merge, not by a join that makes a sort of the page.
-    _no_sort_above_the_page(log_engine, read_batch(typed=typed, sharded=sharded), params)
+    _no_sort_above_the_page(plan)
 
 
 def test_read_all_of_a_rare_type_uses_the_type_index(log_engine: Engine) -> None:
@@ -146,9 +149,6 @@ def test_read_all_of_a_rare_type_uses_the_type_index(log_engine: Engine) -> None
         conn.execute(RARE, {"sid": "rare-1", "n": 100})
         conn.execute(text("ANALYZE events"))
     params = {"xid": "0", "pos": 0, "lim": 1000, "types": ["plan.rare"]}
-    with log_engine.connect() as conn:
-        raw = conn.execute(text("EXPLAIN (FORMAT JSON) " + str(sql.READ_ALL_TYPES)), params)
-        found = raw.scalar_one()
-    plan = (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]
+    plan = _plan(log_engine, str(sql.READ_ALL_TYPES), params)
     indexes = {node.get("Index Name", "") for node in _nodes(plan)}
     assert any("type_time" in i or "event_type_recorded_at" in i for i in indexes), indexes
