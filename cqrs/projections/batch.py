@@ -160,7 +160,11 @@ def batch_body(
     # Tuples straight from psycopg (the store's driver): SQLAlchemy's Row objects cost
     # about a tenth of a batch's client time. Columns: sql.BATCH_HEAD, then EventRow;
     # the events, then one row without an event that carries the head.
-    rows = driver.rows(conn, sql.READ_BATCH[(types is not None, sharded)], params, binary=True)
+    # A window wider than the page finds its place and end in SQL (sql.read_batch); one
+    # no wider comes back whole, and its length says both.
+    windowed = scan > limit
+    statement = sql.READ_BATCH[(types is not None, sharded, windowed)]
+    rows = driver.rows(conn, statement, params, binary=True)
     locked, horizon_text, checkpoint_xid, checkpoint_position = rows[-1][:4]
     if not locked:
         return Outcome(locked=False)
@@ -198,9 +202,10 @@ def batch_body(
     if read:  # past the events the projection skips too
         last = read[-1]
         row = make(last[at:])
-        new, scanned = Position(int(row.xid), int(row.global_position)), int(last[_PLACE])
+        new = Position(int(row.xid), int(row.global_position))
+        scanned = int(last[_PLACE]) if windowed else len(read)
         # More to read: limit events came before the window's end, or the window was full.
-        full = not last[_LAST] or scanned >= scan
+        full = (windowed and not last[_LAST]) or scanned >= scan
     if not full:
         new = max(new, Position(horizon - 1, sql.MAX_POSITION))
     if new != checkpoint:

@@ -116,8 +116,11 @@ def test_a_cursor_inside_a_large_analyzed_transaction_pages_in_index_order(
     _limits_fed_in_index_order(_plan(log_engine, str(sql.READ_ALL_TYPES), params))
 
 
+@pytest.mark.parametrize("windowed", [True, False], ids=["windowed", "whole-window"])
 @pytest.mark.parametrize(("typed", "sharded"), [(False, False), (True, False), (True, True)])
-def test_runner_batches_in_index_order(log_engine: Engine, typed: bool, sharded: bool) -> None:
+def test_runner_batches_in_index_order(
+    log_engine: Engine, typed: bool, sharded: bool, windowed: bool
+) -> None:
     xid, pos = _seed(log_engine)
     with log_engine.begin() as conn:
         conn.execute(text("DELETE FROM checkpoints WHERE projection = 'plan'"))
@@ -131,8 +134,11 @@ def test_runner_batches_in_index_order(log_engine: Engine, typed: bool, sharded:
     params = {"p": "plan", "s": 0, "fast": False, "mark": False, "lim": 1000, "scan": 1000}
     params["types"] = ["plan.noted"]
     params["shards"] = 4
-    plan = _plan(log_engine, read_batch(typed=typed, sharded=sharded), params)
+    plan = _plan(log_engine, read_batch(typed=typed, sharded=sharded, windowed=windowed), params)
     _limits_fed_in_index_order(plan)
+    # A window no wider than the page comes back whole: nothing spools it.
+    windows = [n for n in _nodes(plan) if n["Node Type"] == "WindowAgg"]
+    assert bool(windows) == windowed, windows
     # The head row joins the page by a merge, not by a join that makes a sort of the page.
     _no_sort_above_the_page(plan)
 
