@@ -8,8 +8,9 @@ loses against hand-written psycopg. The store's statements are constant
 texts with untyped results, so none of that work changes what they do.
 
 ``rows`` sends such a statement straight to the DBAPI connection, inside the
-transaction SQLAlchemy holds (it begins one first, as ``execute`` would), and
-keeps ``execute``'s contract: errors come as SQLAlchemy's ``DBAPIError``
+transaction SQLAlchemy holds (it begins one first, as ``execute`` would,
+except for a read under READ COMMITTED, which runs on its own: ``standalone``),
+and keeps ``execute``'s contract: errors come as SQLAlchemy's ``DBAPIError``
 subclasses, and a lost connection is invalidated. Whenever something could
 tell the difference it takes the ordinary path: an engine or connection with
 event listeners or SQL echo, a transaction that must be rolled back first, an
@@ -55,6 +56,7 @@ def rows(
     *,
     binary: bool = False,
     prepare: bool | None = None,
+    read_only: bool = False,
 ) -> list[tuple[Any, ...]]:
     """``statement``'s result rows as tuples, executed in ``conn``'s transaction.
 
@@ -65,8 +67,13 @@ def rows(
     ``prepare`` is psycopg's: ``None`` prepares the statement from its fifth use
     on the connection, ``False`` never (it is planned for its parameters' values
     every time; the SQLAlchemy path keeps psycopg's default).
+
+    ``read_only`` says the statement writes nothing. Outside a transaction, on
+    a connection whose transactions are READ COMMITTED, it then runs on its own,
+    as on an autocommit connection (``standalone``), instead of beginning a
+    transaction that the caller's ``close`` would roll back.
     """
-    cursor = _run(conn, statement, params, binary, prepare)
+    cursor = _run(conn, statement, params, binary, prepare, read_only)
     if cursor is None:
         found = [tuple(row) for row in conn.execute(statement, params)]
         return timestamps.as_direct(found, conn.connection.driver_connection)
@@ -95,6 +102,7 @@ def _run(
     params: dict[str, Any],
     binary: bool,
     prepare: bool | None = None,
+    read_only: bool = False,
 ) -> psycopg.Cursor[Any] | None:
     """The cursor that executed ``statement``, or ``None`` where ``execute`` must run it."""
     if not _direct(conn):
@@ -110,13 +118,23 @@ def _run(
     text, names = found
     if names is not None and params.keys() != names:
         return None
-    if not conn.in_transaction():
-        conn.begin()  # what execute's autobegin does: commit() must see the work
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
+    alone = False
+    if not conn.in_transaction():
+        alone = read_only and standalone(conn, driver)
+        if not alone:
+            conn.begin()  # what execute's autobegin does: commit() must see the work
     cursor = _cursor(driver)
     try:
-        cursor.execute(text, params, binary=binary, prepare=prepare)
+        if alone:
+            driver.autocommit = True
+            try:
+                cursor.execute(text, params, binary=binary, prepare=prepare)
+            finally:
+                _end_standalone(conn, driver)
+        else:
+            cursor.execute(text, params, binary=binary, prepare=prepare)
     except psycopg.Error as exc:
         lost = conn.dialect.is_disconnect(cast(Any, exc), conn.connection, None)
         if lost:
@@ -147,6 +165,41 @@ def _text_of(statement: Statement, dialect: Dialect) -> tuple[str, frozenset[str
         if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
             return None
     return str(compiled), frozenset(compiled.binds)
+
+
+IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+def standalone(conn: Connection, driver: psycopg.Connection[Any]) -> bool:
+    """Whether a read outside a transaction on ``conn`` can run on its own (no ``BEGIN``).
+
+    A transaction begun for one read and rolled back when the caller closes the
+    connection costs two round trips more than the read, and psycopg forgets
+    its prepared statements at every ``ROLLBACK``: the store's statements were
+    planned afresh for every such read (``read_stream`` in ``engine.connect()``
+    ran at 40 % of the rate it reaches on its own; docs/guides/event-store.md).
+    Under READ COMMITTED each statement has a snapshot of its own either way,
+    so nothing the caller reads next can tell. Under REPEATABLE READ or
+    SERIALIZABLE the caller's next statements share the read's snapshot, so
+    the read begins the transaction as before. Where psycopg leaves the level
+    to the server, SQLAlchemy's reading of the server's default decides.
+    """
+    if driver.autocommit or driver.info.transaction_status != IDLE:
+        return False
+    level = driver.isolation_level
+    if level is None:
+        return conn.dialect.default_isolation_level == "READ COMMITTED"
+    return level == psycopg.IsolationLevel.READ_COMMITTED
+
+
+def _end_standalone(conn: Connection, driver: psycopg.Connection[Any]) -> None:
+    """Turn autocommit back off after a standalone read; a connection that is not idle
+    then (an interrupted read, a lost server) is invalidated, never handed back in
+    autocommit."""
+    try:
+        driver.autocommit = False
+    except psycopg.Error:
+        conn.invalidate()
 
 
 # One cursor per connection, kept on the connection (a cursor costs about 40,000

@@ -315,6 +315,8 @@ class EventStore:
         """The stream's events from ``from_version`` to ``to_version`` (inclusive), in order.
 
         Raises :class:`~cqrs.errors.StreamNotFound` when the stream does not exist.
+        On a ``Connection`` outside a transaction (READ COMMITTED) the read begins
+        none: it runs on its own (``cqrs.store.driver.standalone``).
         """
         validation.check_read_stream(stream_id, from_version, to_version, self.settings)
         conn = connection_of(executor)
@@ -323,7 +325,7 @@ class EventStore:
             "lo": from_version,
             "hi": validation.INT32_MAX if to_version is None else to_version,
         }
-        rows = driver.rows(conn, sql.READ_STREAM, params)
+        rows = driver.rows(conn, sql.READ_STREAM, params, read_only=True)
         if not rows and self.stream_info(conn, stream_id) is None:
             raise errors.StreamNotFound(stream_id)
         return self._decode_all(rows)
@@ -342,7 +344,8 @@ class EventStore:
         interleave: events of a transaction become readable once every
         transaction that started before it has ended (see docs/architecture.md).
         Pass the last event's ``position`` as ``after`` to read on. ``limit`` is
-        1 to ``Settings.max_read_limit``.
+        1 to ``Settings.max_read_limit``. Like ``read_stream``, it begins no
+        transaction on a ``Connection`` outside one (READ COMMITTED).
         """
         types = validation.check_read_all(after, limit, types, self.settings)
         params: dict[str, Any] = {
@@ -355,7 +358,8 @@ class EventStore:
             params["types"] = types
             statement = sql.READ_ALL_TYPES
         # Binary results: the page's columns all load to the same values (driver.rows).
-        rows = driver.rows(connection_of(executor), statement, params, binary=True)
+        conn = connection_of(executor)
+        rows = driver.rows(conn, statement, params, binary=True, read_only=True)
         return self._decode_all(rows)
 
     def head(self, executor: Executor) -> Position:

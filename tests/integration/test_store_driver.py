@@ -242,3 +242,68 @@ def test_the_store_cursor_loads_xid8_as_an_int_and_both_paths_agree(
     fast_read = [store.decode(r) for r in mine]
     assert [e.position for e in fast_read] == [e.position for e in slow_read]
     assert {e.position.transaction_id for e in fast_read} == ids
+
+
+_PREPARED_READS = text(
+    "SELECT count(*) FROM pg_prepared_statements "
+    "WHERE statement LIKE '%FROM events WHERE stream_id = $1%'"
+)
+
+
+def test_a_read_outside_a_transaction_runs_on_its_own(
+    cqrs_engine: Engine, store: EventStore
+) -> None:
+    """``read_stream`` and ``read_all`` on a connection outside a transaction begin none
+    (READ COMMITTED): nothing is left open, and the ``ROLLBACK`` a closing connection
+    sends (with which psycopg forgets its prepared statements) never happens, so the
+    read is prepared from its fifth use on however many blocks it spans."""
+    with cqrs_engine.begin() as conn:
+        store.append(conn, "note-r", [Noted(1), Noted(2)])
+    with cqrs_engine.connect() as conn:
+        for _ in range(6):
+            assert [e.version for e in store.read_stream(conn, "note-r")] == [1, 2]
+            assert not conn.in_transaction()
+            assert [e.stream_id for e in store.read_all(conn)] == ["note-r", "note-r"]
+            assert not conn.in_transaction()
+            conn.rollback()  # what closing the connection does: nothing to roll back
+        assert conn.execute(_PREPARED_READS).scalar_one() == 1
+        conn.rollback()
+        # Autocommit was for the read only: a write still waits for the commit.
+        store.read_stream(conn, "note-r")
+        store.append(conn, "note-w", [Noted(1)])
+        assert conn.in_transaction()
+        conn.rollback()
+    assert _versions(cqrs_engine, "note-w") == []
+
+
+@pytest.mark.parametrize("level", ["REPEATABLE READ", "SERIALIZABLE"])
+def test_a_read_under_a_snapshot_level_begins_the_transaction(
+    cqrs_engine: Engine, store: EventStore, level: str
+) -> None:
+    """Under REPEATABLE READ or SERIALIZABLE the caller's next statements share the
+    read's snapshot: the read begins the transaction, as ``execute`` would."""
+    with cqrs_engine.begin() as conn:
+        store.append(conn, "note-s", [Noted(1)])
+    with cqrs_engine.connect().execution_options(isolation_level=level) as conn:
+        assert len(store.read_stream(conn, "note-s")) == 1
+        assert conn.in_transaction()
+        with cqrs_engine.begin() as other:
+            store.append(other, "note-s", [Noted(2)], expected_version=1)
+        assert len(store.read_stream(conn, "note-s")) == 1  # the same snapshot
+        assert len(store.read_all(conn)) == 1
+        conn.rollback()
+        assert len(store.read_stream(conn, "note-s")) == 2
+
+
+def test_a_read_inside_the_callers_transaction_stays_in_it(
+    cqrs_engine: Engine, store: EventStore
+) -> None:
+    """A read after the caller's own write sees it: same transaction, nothing committed."""
+    with cqrs_engine.connect() as conn:
+        store.append(conn, "note-t", [Noted(1)])
+        assert [e.version for e in store.read_stream(conn, "note-t")] == [1]
+        assert conn.in_transaction()
+        conn.rollback()
+        with pytest.raises(Exception, match="note-t"):
+            store.read_stream(conn, "note-t")
+    assert _versions(cqrs_engine, "note-t") == []
