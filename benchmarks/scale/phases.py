@@ -81,8 +81,8 @@ def peak_rss_mb() -> float:
 def timed(out: dict[str, Any]) -> Iterator[None]:
     wall, cpu = time.perf_counter(), time.process_time()
     yield
-    out["seconds"] = round(time.perf_counter() - wall, 3)
-    out["cpu_seconds"] = round(time.process_time() - cpu, 3)
+    out["seconds"] = round(time.perf_counter() - wall, 6)
+    out["cpu_seconds"] = round(time.process_time() - cpu, 6)
 
 
 def _rate(out: dict[str, Any], units: int) -> dict[str, Any]:
