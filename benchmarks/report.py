@@ -314,6 +314,13 @@ Profiles of 2026-12-03 (py-spy on the cqrs side alone; server CPU read from
   about 375 µs an append against raw's 255-295, a ceiling near 0.7x when the
   machine is saturated; one run reached 0.89x. cqrs writers never wait for
   each other (first appends to one stream only), raw's wait on its one lock.
+  Until 2026-12-04 the tailing reader cost cqrs more than its own pages: each
+  poll (`read_all` in `engine.connect()`) began a transaction that the
+  block's close rolled back, and psycopg drops its prepared statements at
+  every `ROLLBACK`, so every poll planned the page afresh, on the same two
+  cores as the writers. A read outside a transaction now runs on its own
+  (`cqrs.store.driver.standalone`): three runs that evening gave 0.92x,
+  1.00x and 0.97x (0.62-0.69x before).
 - **In `engine.begin()`**: BEGIN and COMMIT are two more round trips (psycopg
   sends BEGIN on its own); psycopg's pipeline mode, which would send it with
   the first statement, cost more CPU than the round trip it saves.
@@ -324,7 +331,12 @@ Profiles of 2026-12-03 (py-spy on the cqrs side alone; server CPU read from
   (about 4 µs: `datetime.isoformat` 1.5 and the JSON encoder), SQLAlchemy's
   begin and commit (about a sixth of the client), and on the server the
   insert into the partitioned table with three indexes (about 2.5 ms for 500
-  events) where raw streams rows through `COPY` into one table.
+  events) where raw streams rows through `COPY` into one table. Measured
+  again on 2026-12-04 (PG 15, 40 calls of 50 streams of 10, CPU of the
+  backend from `/proc`): server 10-11 µs an event against raw's 4-4.5, client
+  7-8 against 3.8. In EXPLAIN ANALYZE the events' `INSERT` is 1.9 ms of a
+  3.3 ms statement (row by row into the partition and its three indexes,
+  where `COPY` inserts in multi-row batches), planning 0.35 ms.
 - **`read_all`**: 7-15 µs of client CPU an event against 3-6 (the machine
   varies). Counted with callgrind (instructions, repeatable on this noisy
   machine), 44.8k an event against raw's 23k. Decoding into event classes
@@ -342,7 +354,11 @@ Profiles of 2026-12-03 (py-spy on the cqrs side alone; server CPU read from
   a plan flaw went too: with statistics that put the cursor's transaction at
   the end of the log (one large transaction, as this benchmark seeds), the
   planner read and sorted every later event for each page (16 ms instead of
-  0.8 at 20,000 events); the cursor's values are now hidden from it.
+  0.8 at 20,000 events); the cursor's values are now hidden from it. That
+  evening the pass (one `engine.connect()` block) stopped beginning a
+  transaction that its close rolled back: its first five pages were planned
+  afresh every pass. Left on the server: a page of 500 costs 0.80 ms of
+  backend CPU against raw's 0.45 (prepared, PG 15), the 11 columns against 5.
 - **Command round trip**: the handler runs in the `Session`'s transaction:
   BEGIN, the stream's load, the append and COMMIT are four round trips where
   raw sends two autocommit statements (its unique key is the version check).
@@ -357,7 +373,10 @@ Profiles of 2026-12-03 (py-spy on the cqrs side alone; server CPU read from
   `json.loads` costs 0.7, and the rules and set-based writes 1.5 µs. Fixed
   that day: the garbage collector ran during the rules (about 7 µs an event,
   now paused for the whole batch), and the upsert and checkpoint went through
-  SQLAlchemy's `execute`.
+  SQLAlchemy's `execute`. On 2026-12-04 a window no wider than the page
+  (`batch_size` events: every window of a projection that handles what it
+  reads) stopped going through window functions: the page statement went
+  from 0.70 to 0.48 ms for 500 events (EXPLAIN ANALYZE, PG 15).
 
 ## Workloads
 
