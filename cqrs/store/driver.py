@@ -126,15 +126,10 @@ def _run(
         if not alone:
             conn.begin()  # what execute's autobegin does: commit() must see the work
     cursor = _cursor(driver)
+    if alone:
+        driver.autocommit = True
     try:
-        if alone:
-            driver.autocommit = True
-            try:
-                cursor.execute(text, params, binary=binary, prepare=prepare)
-            finally:
-                _end_standalone(conn, driver)
-        else:
-            cursor.execute(text, params, binary=binary, prepare=prepare)
+        cursor.execute(text, params, binary=binary, prepare=prepare)
     except psycopg.Error as exc:
         lost = conn.dialect.is_disconnect(cast(Any, exc), conn.connection, None)
         if lost:
@@ -142,6 +137,9 @@ def _run(
         raise DBAPIError.instance(
             text, params, exc, psycopg.Error, connection_invalidated=lost, dialect=conn.dialect
         ) from exc
+    finally:
+        if alone:
+            _end_standalone(conn, driver)
     return cursor
 
 
@@ -299,4 +297,4 @@ def _in_block(conn: Connection) -> bool:
     """Whether the server connection is inside a transaction block already (``atomic`` nests)."""
     info = getattr(conn.connection.driver_connection, "info", None)
     status = getattr(info, "transaction_status", None)
-    return status is not None and status != psycopg.pq.TransactionStatus.IDLE
+    return status is not None and status != IDLE

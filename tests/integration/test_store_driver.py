@@ -138,6 +138,29 @@ def test_a_connection_killed_mid_transaction_is_invalidated(
     assert _versions(cqrs_engine, "note-5") == [1]
 
 
+def test_a_connection_killed_before_a_read_on_its_own_is_invalidated(
+    cqrs_engine: Engine, store: EventStore
+) -> None:
+    """A read outside a transaction (autocommit for its one statement) on a connection
+    the server dropped reports the loss like any other statement, and the connection
+    is not reused."""
+    with cqrs_engine.begin() as conn:
+        store.append(conn, "note-6", [Noted(1)])
+    with cqrs_engine.connect() as conn:
+        assert len(store.read_stream(conn, "note-6")) == 1
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        conn.rollback()
+        with cqrs_engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with pytest.raises(OperationalError) as raised:
+            store.read_stream(conn, "note-6")
+        assert raised.value.connection_invalidated
+        assert conn.invalidated
+    with cqrs_engine.connect() as conn:  # the pool hands out a live connection again
+        assert len(store.read_stream(conn, "note-6")) == 1
+        assert not conn.in_transaction()
+
+
 def test_one_cursor_per_connection_and_none_kept_for_a_big_result(
     cqrs_engine: Engine, store: EventStore
 ) -> None:
